@@ -1,0 +1,52 @@
+//! The host API: what a module may ask of the daemon.
+
+use crate::{AbiLayout, EviParam, EviStatus, EviStr, EviWriter};
+use core::ffi::c_void;
+
+/// Log levels, as in the `log` crate.
+pub const EVI_LOG_ERROR: u32 = 1;
+pub const EVI_LOG_WARN: u32 = 2;
+pub const EVI_LOG_INFO: u32 = 3;
+pub const EVI_LOG_DEBUG: u32 = 4;
+pub const EVI_LOG_TRACE: u32 = 5;
+
+/// The host API handed to `init`.
+///
+/// Owner: the host. Lifetime: from `init` until `destroy` returns; a module must not call it after
+/// that. Every function is thread-safe: a module may call it from any thread it owns. `ctx` is
+/// this module instance's handle and goes first in every call.
+#[repr(C)]
+#[derive(AbiLayout)]
+pub struct EviHost {
+    /// `size_of::<EviHost>()` as the host was built; later minors only append.
+    pub size: usize,
+    pub ctx: *mut c_void,
+    /// Log one line at `level` (`EVI_LOG_*`); the host adds the module name.
+    pub log: unsafe extern "C" fn(ctx: *mut c_void, level: u32, msg: EviStr),
+    /// Whether a line at `level` would be logged (lets the module skip formatting).
+    pub log_enabled: unsafe extern "C" fn(ctx: *mut c_void, level: u32) -> bool,
+    /// Publish an event name (idempotent); returns its id, or -1 with the reason in `err`.
+    pub publish_event:
+        unsafe extern "C" fn(ctx: *mut c_void, name: EviStr, err: EviWriter) -> i64,
+    /// Raise an event to its subscribers. Never blocks. `OK` when accepted (also when the event
+    /// has no subscribers); `ERROR` for an unknown event or bad params (reason in `err`).
+    pub raise_event: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        name: EviStr,
+        params: *const EviParam,
+        n_params: usize,
+        err: EviWriter,
+    ) -> EviStatus,
+    /// Report the outcome of a raise that returned `PENDING` (`OK` or `ERROR`, with a reason).
+    pub delivery_status:
+        unsafe extern "C" fn(ctx: *mut c_void, delivery: u64, status: EviStatus, msg: EviStr),
+    /// Execute one JSON-RPC MI request (MI transports). Writes the reply JSON to `reply` and
+    /// returns `OK`, or returns `NO_REPLY` for a notification. May block while a module command
+    /// runs; call it from the MI transport's own threads.
+    pub mi_execute:
+        unsafe extern "C" fn(ctx: *mut c_void, request: EviStr, reply: EviWriter) -> EviStatus,
+}
+
+// SAFETY: every function is documented thread-safe; ctx is an opaque handle.
+unsafe impl Send for EviHost {}
+unsafe impl Sync for EviHost {}

@@ -1,0 +1,154 @@
+//! The module's handle on the daemon, and the `log` facade that forwards to it.
+
+use crate::value::Param;
+use evi_abi::{EviHost, EviParam, EviStatus, EviStr, EviWriter};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// The daemon, as seen from a module: raise and publish events, report async deliveries, run MI
+/// requests. Cheap to clone; usable from any thread the module owns, until `destroy` returns.
+#[derive(Clone, Copy)]
+pub struct Host {
+    raw: *const EviHost,
+}
+
+// SAFETY: every EviHost function is thread-safe (see evi-abi).
+unsafe impl Send for Host {}
+unsafe impl Sync for Host {}
+
+impl Host {
+    /// # Safety
+    /// `raw` must be the pointer passed to `init`, valid until `destroy` returns.
+    pub unsafe fn from_raw(raw: *const EviHost) -> Self {
+        Host { raw }
+    }
+
+    fn api(&self) -> &EviHost {
+        // SAFETY: valid until destroy (see from_raw).
+        unsafe { &*self.raw }
+    }
+
+    /// Publish an event name (idempotent); returns its id.
+    pub fn publish_event(&self, name: &str) -> Result<u32, String> {
+        let mut err = String::new();
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        let id = unsafe { (api.publish_event)(api.ctx, EviStr::new(name.as_bytes()), string_writer(&mut err)) };
+        u32::try_from(id).map_err(|_| err)
+    }
+
+    /// Raise an event to its subscribers. Never blocks.
+    pub fn raise_event(&self, name: &str, params: &[Param<'_>]) -> Result<(), String> {
+        let raw: Vec<EviParam> = params.iter().map(|p| p.to_raw()).collect();
+        let mut err = String::new();
+        let api = self.api();
+        // SAFETY: `raw` borrows `params`, both alive for the call.
+        let st = unsafe {
+            (api.raise_event)(api.ctx, EviStr::new(name.as_bytes()), raw.as_ptr(), raw.len(), string_writer(&mut err))
+        };
+        if st == EviStatus::OK {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+
+    /// Report the outcome of a raise that returned [`crate::Raised::Pending`].
+    pub fn delivery_status(&self, delivery: crate::Delivery, result: Result<(), &str>) {
+        let (st, msg) = match result {
+            Ok(()) => (EviStatus::OK, ""),
+            Err(m) => (EviStatus::ERROR, m),
+        };
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        unsafe { (api.delivery_status)(api.ctx, delivery.0, st, EviStr::new(msg.as_bytes())) }
+    }
+
+    /// Execute one JSON-RPC MI request; `None` for a notification (no reply).
+    pub fn mi_execute(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let mut reply = Vec::new();
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        let st = unsafe { (api.mi_execute)(api.ctx, EviStr::new(request), bytes_writer(&mut reply)) };
+        (st != EviStatus::NO_REPLY).then_some(reply)
+    }
+
+    pub(crate) fn log(&self, level: log::Level, msg: &str) {
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        unsafe { (api.log)(api.ctx, level as u32, EviStr::new(msg.as_bytes())) }
+    }
+
+    pub(crate) fn log_enabled(&self, level: log::Level) -> bool {
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        unsafe { (api.log_enabled)(api.ctx, level as u32) }
+    }
+}
+
+unsafe extern "C" fn write_string(ctx: *mut c_void, bytes: EviStr) {
+    // SAFETY: ctx is the &mut String given to string_writer, alive for the call.
+    let s = unsafe { &mut *(ctx as *mut String) };
+    s.push_str(&String::from_utf8_lossy(unsafe { bytes.as_bytes() }));
+}
+
+unsafe extern "C" fn write_bytes(ctx: *mut c_void, bytes: EviStr) {
+    // SAFETY: ctx is the &mut Vec given to bytes_writer, alive for the call.
+    let v = unsafe { &mut *(ctx as *mut Vec<u8>) };
+    v.extend_from_slice(unsafe { bytes.as_bytes() });
+}
+
+/// A writer appending to `s`; valid while `s` is borrowed.
+pub(crate) fn string_writer(s: &mut String) -> EviWriter {
+    EviWriter { ctx: s as *mut String as *mut c_void, write: write_string }
+}
+
+pub(crate) fn bytes_writer(v: &mut Vec<u8>) -> EviWriter {
+    EviWriter { ctx: v as *mut Vec<u8> as *mut c_void, write: write_bytes }
+}
+
+/// Write `s` to a writer the host handed over.
+pub(crate) fn write(w: EviWriter, s: &str) {
+    // SAFETY: the writer is valid for the current call.
+    unsafe { (w.write)(w.ctx, EviStr::new(s.as_bytes())) }
+}
+
+/// The module's `log` facade: every `log::info!` etc. in module code goes to the host's log with
+/// the module's name. Set at `init`, cleared at `destroy` (later lines are dropped).
+static LOG_HOST: AtomicPtr<EviHost> = AtomicPtr::new(std::ptr::null_mut());
+
+struct HostLogger;
+static LOGGER: HostLogger = HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        let p = LOG_HOST.load(Ordering::Acquire);
+        // SAFETY: non-null only between init and destroy.
+        !p.is_null() && unsafe { Host::from_raw(p) }.log_enabled(meta.level())
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let p = LOG_HOST.load(Ordering::Acquire);
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: non-null only between init and destroy.
+        let host = unsafe { Host::from_raw(p) };
+        if host.log_enabled(record.level()) {
+            host.log(record.level(), &record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+pub(crate) fn install_logger(host: *const EviHost) {
+    LOG_HOST.store(host as *mut EviHost, Ordering::Release);
+    // Fails only if already set in this image (a second instance); the pointer swap above suffices.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Trace);
+}
+
+pub(crate) fn remove_logger() {
+    LOG_HOST.store(std::ptr::null_mut(), Ordering::Release);
+}

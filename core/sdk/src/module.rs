@@ -1,0 +1,57 @@
+//! The traits a module implements.
+
+use crate::{Event, Host, MiError, MiParams, MiResult, Params};
+
+/// A module: created by `init` with its checked params, dropped after `destroy`.
+///
+/// Every method runs on the module's own thread, one call at a time, so `&mut self` needs no
+/// locking. A panic in any method is caught at the boundary, logged, and poisons the instance.
+pub trait Module: Sized + Send + 'static {
+    /// Create the instance. An `Err` stops the daemon's start-up with this message.
+    fn init(host: Host, params: &Params) -> Result<Self, String>;
+
+    /// Stop: release resources and join every thread the module started.
+    fn destroy(&mut self) {}
+
+    /// Write out anything buffered (called after each batch of raises and before `destroy`).
+    fn flush(&mut self) {}
+
+    /// Run one of the MI commands listed in `export_module!`.
+    fn mi_command(&mut self, name: &str, _params: &MiParams) -> MiResult {
+        Err(MiError::new(-32601, "Method not found").with_data(name.to_string()))
+    }
+}
+
+/// A delivery ticket, for transports that answer [`Raised::Pending`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery(pub u64);
+
+/// The outcome of a successful `raise`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Raised {
+    /// Delivered (or handed to the kernel).
+    Done,
+    /// Queued; the module reports the outcome later with [`Host::delivery_status`].
+    Pending,
+}
+
+/// A module that provides one or more transports (protos listed in `export_module!`).
+pub trait Transport: Module {
+    /// A parsed subscriber socket. Owned by the module; the host only holds a pointer to it.
+    type Socket: Send + 'static;
+
+    /// Parse the part of a socket URI after `proto:`. The error names the bad part.
+    fn parse(&mut self, proto: &str, body: &str) -> Result<Self::Socket, String>;
+
+    /// Whether two sockets are the same destination (a re-subscribe refreshes instead of adding).
+    fn matches(&self, a: &Self::Socket, b: &Self::Socket) -> bool;
+
+    /// The socket's body (without `proto:`), such that `parse(print(s))` matches `s`.
+    fn print(&self, socket: &Self::Socket, out: &mut String);
+
+    /// Deliver one event. Must not block; see [`Raised`].
+    fn raise(&mut self, socket: &mut Self::Socket, event: &Event<'_>, delivery: Delivery) -> Result<Raised, String>;
+
+    /// Called when the socket's last subscription is gone, just before it is dropped.
+    fn free(&mut self, _socket: &mut Self::Socket) {}
+}

@@ -1,0 +1,112 @@
+//! Event parameters and the event a transport delivers.
+
+use evi_abi::{EviEvent, EviParam, EviStr, EviValue, EVI_VALUE_INT, EVI_VALUE_STR};
+
+/// An event parameter value: OpenSIPS's int or string (ints widened to 64 bits), or null.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value<'a> {
+    Null,
+    Int(i64),
+    /// Raw bytes; usually UTF-8, but nothing guarantees it.
+    Str(&'a [u8]),
+}
+
+/// One event parameter; `name` is `None` for a positional parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Param<'a> {
+    pub name: Option<&'a str>,
+    pub value: Value<'a>,
+}
+
+impl<'a> Param<'a> {
+    pub fn named(name: &'a str, value: Value<'a>) -> Self {
+        Param { name: Some(name), value }
+    }
+    pub fn positional(value: Value<'a>) -> Self {
+        Param { name: None, value }
+    }
+
+    /// A borrowed ABI view, valid while `self` is.
+    pub(crate) fn to_raw(self) -> EviParam {
+        EviParam {
+            name: self.name.map_or(EviStr::EMPTY, |n| EviStr::new(n.as_bytes())),
+            value: match self.value {
+                Value::Null => EviValue::NULL,
+                Value::Int(i) => EviValue::int(i),
+                Value::Str(s) => EviValue::str(EviStr::new(s)),
+            },
+        }
+    }
+
+    /// # Safety
+    /// `raw` must be valid for `'a`.
+    pub(crate) unsafe fn from_raw(raw: &EviParam) -> Param<'a> {
+        let name = raw.name.as_bytes();
+        Param {
+            // The host checks names as UTF-8 before they reach a module.
+            name: if name.is_empty() { None } else { std::str::from_utf8(name).ok() },
+            value: match raw.value.kind {
+                EVI_VALUE_INT => Value::Int(raw.value.int),
+                EVI_VALUE_STR => Value::Str(raw.value.str.as_bytes()),
+                _ => Value::Null,
+            },
+        }
+    }
+}
+
+/// One raised event, borrowed for the duration of a transport's `raise`.
+#[derive(Clone, Copy)]
+pub struct Event<'a> {
+    raw: &'a EviEvent,
+}
+
+impl<'a> Event<'a> {
+    /// # Safety
+    /// `raw` and everything it points to must be valid for `'a` (the host guarantees it for the
+    /// duration of `raise`).
+    pub unsafe fn from_raw(raw: &'a EviEvent) -> Self {
+        Event { raw }
+    }
+
+    /// The event name, e.g. `E_PIKE_BLOCKED`.
+    pub fn name(&self) -> &'a str {
+        // SAFETY: the host hands over a valid, UTF-8 checked name for the call.
+        let b = unsafe { self.raw.name.as_bytes() };
+        std::str::from_utf8(b).unwrap_or("")
+    }
+
+    pub fn id(&self) -> u32 {
+        self.raw.id
+    }
+
+    pub fn len(&self) -> usize {
+        self.raw.n_params
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.n_params == 0
+    }
+
+    /// The parameters in the order the producer added them.
+    pub fn params(&self) -> impl ExactSizeIterator<Item = Param<'a>> + 'a {
+        let raw: &'a [EviParam] = if self.raw.params.is_null() {
+            &[]
+        } else {
+            // SAFETY: see `from_raw`.
+            unsafe { std::slice::from_raw_parts(self.raw.params, self.raw.n_params) }
+        };
+        // SAFETY: see `from_raw`.
+        raw.iter().map(|p| unsafe { Param::from_raw(p) })
+    }
+
+    /// The shared JSON-RPC notification; empty unless the transport declared `JSON`.
+    pub fn json(&self) -> &'a [u8] {
+        // SAFETY: see `from_raw`.
+        unsafe { self.raw.json.as_bytes() }
+    }
+
+    /// Wall-clock time of the raise, microseconds since the Unix epoch.
+    pub fn raised_at_us(&self) -> i64 {
+        self.raw.raised_at_us
+    }
+}
