@@ -26,8 +26,7 @@ pub struct EviHost {
     /// Whether a line at `level` would be logged (lets the module skip formatting).
     pub log_enabled: unsafe extern "C" fn(ctx: *mut c_void, level: u32) -> bool,
     /// Publish an event name (idempotent); returns its id, or -1 with the reason in `err`.
-    pub publish_event:
-        unsafe extern "C" fn(ctx: *mut c_void, name: EviStr, err: EviWriter) -> i64,
+    pub publish_event: unsafe extern "C" fn(ctx: *mut c_void, name: EviStr, err: EviWriter) -> i64,
     /// Raise an event to its subscribers. Never blocks. `OK` when accepted (also when the event
     /// has no subscribers); `ERROR` for an unknown event or bad params (reason in `err`).
     pub raise_event: unsafe extern "C" fn(

@@ -28,8 +28,8 @@
 
 extern crate self as evi_abi;
 
-pub mod layout;
 mod host;
+pub mod layout;
 mod mi;
 mod module;
 mod transport;

@@ -1,6 +1,8 @@
 //! The module declaration: the one symbol a module exports.
 
-use crate::{AbiLayout, EviHost, EviMiCmd, EviParam, EviStatus, EviStr, EviTransport, EviValue, EviWriter};
+use crate::{
+    AbiLayout, EviHost, EviMiCmd, EviParam, EviStatus, EviStr, EviTransport, EviValue, EviWriter,
+};
 use core::ffi::c_void;
 
 /// The fixed header that starts every module declaration. It never changes, in any ABI version:

@@ -32,7 +32,8 @@ pub type EviMatchesFn =
     unsafe extern "C" fn(instance: *mut c_void, a: *const c_void, b: *const c_void) -> bool;
 
 /// Write the socket's body (no proto) to `out`. `parse(print(s))` must match `s`.
-pub type EviPrintFn = unsafe extern "C" fn(instance: *mut c_void, socket: *const c_void, out: EviWriter);
+pub type EviPrintFn =
+    unsafe extern "C" fn(instance: *mut c_void, socket: *const c_void, out: EviWriter);
 
 /// Release a socket. Called once per socket, after its last `raise`.
 pub type EviFreeFn = unsafe extern "C" fn(instance: *mut c_void, socket: *mut c_void);

@@ -21,15 +21,24 @@ unsafe impl Send for EviStr {}
 unsafe impl Sync for EviStr {}
 
 impl EviStr {
-    pub const EMPTY: EviStr = EviStr { ptr: core::ptr::null(), len: 0 };
+    pub const EMPTY: EviStr = EviStr {
+        ptr: core::ptr::null(),
+        len: 0,
+    };
 
     pub const fn from_static(s: &'static str) -> EviStr {
-        EviStr { ptr: s.as_ptr(), len: s.len() }
+        EviStr {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
     }
 
     /// Borrow `b` for a call; the caller keeps `b` alive until the callee returns.
     pub fn new(b: &[u8]) -> EviStr {
-        EviStr { ptr: b.as_ptr(), len: b.len() }
+        EviStr {
+            ptr: b.as_ptr(),
+            len: b.len(),
+        }
     }
 
     /// # Safety
@@ -62,15 +71,31 @@ pub struct EviValue {
 }
 
 impl EviValue {
-    pub const NULL: EviValue = EviValue { kind: EVI_VALUE_NULL, int: 0, str: EviStr::EMPTY };
+    pub const NULL: EviValue = EviValue {
+        kind: EVI_VALUE_NULL,
+        int: 0,
+        str: EviStr::EMPTY,
+    };
     pub const fn int(v: i64) -> EviValue {
-        EviValue { kind: EVI_VALUE_INT, int: v, str: EviStr::EMPTY }
+        EviValue {
+            kind: EVI_VALUE_INT,
+            int: v,
+            str: EviStr::EMPTY,
+        }
     }
     pub const fn bool(v: bool) -> EviValue {
-        EviValue { kind: EVI_VALUE_BOOL, int: v as i64, str: EviStr::EMPTY }
+        EviValue {
+            kind: EVI_VALUE_BOOL,
+            int: v as i64,
+            str: EviStr::EMPTY,
+        }
     }
     pub const fn str(s: EviStr) -> EviValue {
-        EviValue { kind: EVI_VALUE_STR, int: 0, str: s }
+        EviValue {
+            kind: EVI_VALUE_STR,
+            int: 0,
+            str: s,
+        }
     }
 }
 

@@ -33,7 +33,13 @@ impl Host {
         let mut err = String::new();
         let api = self.api();
         // SAFETY: arguments are valid for the call.
-        let id = unsafe { (api.publish_event)(api.ctx, EviStr::new(name.as_bytes()), string_writer(&mut err)) };
+        let id = unsafe {
+            (api.publish_event)(
+                api.ctx,
+                EviStr::new(name.as_bytes()),
+                string_writer(&mut err),
+            )
+        };
         u32::try_from(id).map_err(|_| err)
     }
 
@@ -44,7 +50,13 @@ impl Host {
         let api = self.api();
         // SAFETY: `raw` borrows `params`, both alive for the call.
         let st = unsafe {
-            (api.raise_event)(api.ctx, EviStr::new(name.as_bytes()), raw.as_ptr(), raw.len(), string_writer(&mut err))
+            (api.raise_event)(
+                api.ctx,
+                EviStr::new(name.as_bytes()),
+                raw.as_ptr(),
+                raw.len(),
+                string_writer(&mut err),
+            )
         };
         if st == EviStatus::OK {
             Ok(())
@@ -69,7 +81,8 @@ impl Host {
         let mut reply = Vec::new();
         let api = self.api();
         // SAFETY: arguments are valid for the call.
-        let st = unsafe { (api.mi_execute)(api.ctx, EviStr::new(request), bytes_writer(&mut reply)) };
+        let st =
+            unsafe { (api.mi_execute)(api.ctx, EviStr::new(request), bytes_writer(&mut reply)) };
         (st != EviStatus::NO_REPLY).then_some(reply)
     }
 
@@ -100,11 +113,17 @@ unsafe extern "C" fn write_bytes(ctx: *mut c_void, bytes: EviStr) {
 
 /// A writer appending to `s`; valid while `s` is borrowed.
 pub(crate) fn string_writer(s: &mut String) -> EviWriter {
-    EviWriter { ctx: s as *mut String as *mut c_void, write: write_string }
+    EviWriter {
+        ctx: s as *mut String as *mut c_void,
+        write: write_string,
+    }
 }
 
 pub(crate) fn bytes_writer(v: &mut Vec<u8>) -> EviWriter {
-    EviWriter { ctx: v as *mut Vec<u8> as *mut c_void, write: write_bytes }
+    EviWriter {
+        ctx: v as *mut Vec<u8> as *mut c_void,
+        write: write_bytes,
+    }
 }
 
 /// Write `s` to a writer the host handed over.

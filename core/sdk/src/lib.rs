@@ -54,7 +54,9 @@ pub use value::{Event, Param, Value};
 pub use params as param;
 
 /// Transport flags for the `transports:` table.
-pub use evi_abi::{EVI_TRANSPORT_ASYNC as ASYNC, EVI_TRANSPORT_EXPIRES as EXPIRES, EVI_TRANSPORT_JSON as JSON};
+pub use evi_abi::{
+    EVI_TRANSPORT_ASYNC as ASYNC, EVI_TRANSPORT_EXPIRES as EXPIRES, EVI_TRANSPORT_JSON as JSON,
+};
 
 #[doc(hidden)]
 pub const fn build_info() -> &'static str {

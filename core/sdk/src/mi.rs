@@ -33,7 +33,10 @@ impl MiParams {
     /// An int param; decimal strings are accepted.
     pub fn int(&self, name: &str) -> Result<i64, MiError> {
         match self.map.get(name) {
-            Some(Json::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).ok_or_else(|| MiError::bad_type(name)),
+            Some(Json::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .ok_or_else(|| MiError::bad_type(name)),
             Some(Json::String(s)) => s.trim().parse().map_err(|_| MiError::bad_type(name)),
             Some(_) => Err(MiError::bad_type(name)),
             None => Err(MiError::invalid_params("Too few or too many parameters")),
@@ -51,7 +54,11 @@ pub struct MiError {
 
 impl MiError {
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        MiError { code, message: message.into(), data: None }
+        MiError {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
     pub fn with_data(mut self, data: impl Into<String>) -> Self {
         self.data = Some(data.into());

@@ -50,7 +50,12 @@ pub trait Transport: Module {
     fn print(&self, socket: &Self::Socket, out: &mut String);
 
     /// Deliver one event. Must not block; see [`Raised`].
-    fn raise(&mut self, socket: &mut Self::Socket, event: &Event<'_>, delivery: Delivery) -> Result<Raised, String>;
+    fn raise(
+        &mut self,
+        socket: &mut Self::Socket,
+        event: &Event<'_>,
+        delivery: Delivery,
+    ) -> Result<Raised, String>;
 
     /// Called when the socket's last subscription is gone, just before it is dropped.
     fn free(&mut self, _socket: &mut Self::Socket) {}

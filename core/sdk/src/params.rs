@@ -6,7 +6,13 @@ use evi_abi::{
 };
 
 /// An `int` modparam with a default and an inclusive range.
-pub const fn int(name: &'static str, default: i64, min: i64, max: i64, doc: &'static str) -> EviParamSpec {
+pub const fn int(
+    name: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+    doc: &'static str,
+) -> EviParamSpec {
     EviParamSpec {
         name: EviStr::from_static(name),
         kind: EVI_PARAM_INT,
@@ -80,14 +86,20 @@ impl Params {
     /// # Safety
     /// `raw` must point to `n` valid params (the `init` arguments).
     pub(crate) unsafe fn from_raw(raw: *const EviParam, n: usize) -> Params {
-        let raw = if raw.is_null() { &[][..] } else { std::slice::from_raw_parts(raw, n) };
+        let raw = if raw.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(raw, n)
+        };
         let values = raw
             .iter()
             .map(|p| {
                 let name = String::from_utf8_lossy(p.name.as_bytes()).into_owned();
                 let v = match p.value.kind {
                     EVI_VALUE_INT => ParamValue::Int(p.value.int),
-                    EVI_VALUE_STR => ParamValue::Str(String::from_utf8_lossy(p.value.str.as_bytes()).into_owned()),
+                    EVI_VALUE_STR => ParamValue::Str(
+                        String::from_utf8_lossy(p.value.str.as_bytes()).into_owned(),
+                    ),
                     _ => ParamValue::Bool(p.value.int != 0),
                 };
                 (name, v)
@@ -98,7 +110,12 @@ impl Params {
 
     /// Build params directly (for unit tests of a module's `init`).
     pub fn from_pairs(pairs: &[(&str, ParamValue)]) -> Params {
-        Params { values: pairs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect() }
+        Params {
+            values: pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&ParamValue> {
@@ -107,7 +124,10 @@ impl Params {
 
     /// Every value of a repeatable param, in config order.
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ParamValue> + 'a {
-        self.values.iter().filter(move |(n, _)| n == name).map(|(_, v)| v)
+        self.values
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     /// An `int` param (its default when the config does not set it); 0 when undeclared.

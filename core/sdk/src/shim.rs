@@ -4,7 +4,9 @@
 use crate::host::{install_logger, remove_logger, write};
 use crate::mi::MiParams;
 use crate::{Delivery, Event, Host, Module, Params, Raised, Transport};
-use evi_abi::{EviEvent, EviHost, EviMiReply, EviParam, EviStatus, EviStr, EviTransport, EviWriter};
+use evi_abi::{
+    EviEvent, EviHost, EviMiReply, EviParam, EviStatus, EviStr, EviTransport, EviWriter,
+};
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -28,7 +30,11 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 ///
 /// # Safety
 /// `inst` must be the pointer `shim_init::<M>` produced and not yet destroyed.
-unsafe fn guard<M, R>(inst: *mut c_void, on_fail: impl FnOnce(&str) -> R, f: impl FnOnce(&mut M) -> R) -> R {
+unsafe fn guard<M, R>(
+    inst: *mut c_void,
+    on_fail: impl FnOnce(&str) -> R,
+    f: impl FnOnce(&mut M) -> R,
+) -> R {
     let inst = unsafe { &mut *(inst as *mut Instance<M>) };
     if let Some(why) = &inst.poisoned {
         return on_fail(&format!("module is disabled after a panic: {why}"));
@@ -59,7 +65,10 @@ pub unsafe extern "C" fn init<M: Module>(
     }));
     match r {
         Ok(Ok(m)) => {
-            let b = Box::new(Instance { module: m, poisoned: None });
+            let b = Box::new(Instance {
+                module: m,
+                poisoned: None,
+            });
             // SAFETY: out is a valid out-pointer for this call.
             unsafe { *out = Box::into_raw(b) as *mut c_void };
             EviStatus::OK
@@ -110,7 +119,13 @@ pub unsafe extern "C" fn mi<M: Module>(
             data.map_or(EviStr::EMPTY, |d| EviStr::new(d.as_bytes())),
         )
     };
-    let r = unsafe { guard::<M, _>(inst, |why| Err(crate::MiError::new(500, why)), |m| m.mi_command(&name, &params)) };
+    let r = unsafe {
+        guard::<M, _>(
+            inst,
+            |why| Err(crate::MiError::new(500, why)),
+            |m| m.mi_command(&name, &params),
+        )
+    };
     match r {
         Ok(v) => {
             let text = v.to_string();
@@ -152,20 +167,32 @@ unsafe extern "C" fn parse<M: Transport>(
     }
 }
 
-unsafe extern "C" fn matches<M: Transport>(inst: *mut c_void, a: *const c_void, b: *const c_void) -> bool {
+unsafe extern "C" fn matches<M: Transport>(
+    inst: *mut c_void,
+    a: *const c_void,
+    b: *const c_void,
+) -> bool {
     // SAFETY: both sockets came from parse and are not freed.
     unsafe {
-        guard::<M, _>(inst, |_| false, |m| m.matches(&*(a as *const M::Socket), &*(b as *const M::Socket)))
+        guard::<M, _>(
+            inst,
+            |_| false,
+            |m| m.matches(&*(a as *const M::Socket), &*(b as *const M::Socket)),
+        )
     }
 }
 
 unsafe extern "C" fn print<M: Transport>(inst: *mut c_void, socket: *const c_void, out: EviWriter) {
     unsafe {
-        guard::<M, _>(inst, |_| (), |m| {
-            let mut s = String::new();
-            m.print(&*(socket as *const M::Socket), &mut s);
-            write(out, &s);
-        })
+        guard::<M, _>(
+            inst,
+            |_| (),
+            |m| {
+                let mut s = String::new();
+                m.print(&*(socket as *const M::Socket), &mut s);
+                write(out, &s);
+            },
+        )
     }
 }
 

@@ -21,7 +21,11 @@ pub struct TestEvent {
 
 impl TestEvent {
     pub fn new(name: &str) -> Self {
-        TestEvent { name: name.into(), params: Vec::new(), json: Vec::new() }
+        TestEvent {
+            name: name.into(),
+            params: Vec::new(),
+            json: Vec::new(),
+        }
     }
     /// Add an int param (`name` `None` = positional).
     pub fn int(mut self, name: Option<&str>, v: i64) -> Self {
@@ -30,7 +34,8 @@ impl TestEvent {
     }
     /// Add a string param.
     pub fn str(mut self, name: Option<&str>, v: impl AsRef<[u8]>) -> Self {
-        self.params.push((name.map(Into::into), OwnedValue::Str(v.as_ref().to_vec())));
+        self.params
+            .push((name.map(Into::into), OwnedValue::Str(v.as_ref().to_vec())));
         self
     }
     /// Add a null param.
@@ -50,7 +55,9 @@ impl TestEvent {
             .params
             .iter()
             .map(|(n, v)| EviParam {
-                name: n.as_ref().map_or(EviStr::EMPTY, |n| EviStr::new(n.as_bytes())),
+                name: n
+                    .as_ref()
+                    .map_or(EviStr::EMPTY, |n| EviStr::new(n.as_bytes())),
                 value: match v {
                     OwnedValue::Null => EviValue::NULL,
                     OwnedValue::Int(i) => EviValue::int(*i),

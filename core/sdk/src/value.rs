@@ -20,7 +20,10 @@ pub struct Param<'a> {
 
 impl<'a> Param<'a> {
     pub fn named(name: &'a str, value: Value<'a>) -> Self {
-        Param { name: Some(name), value }
+        Param {
+            name: Some(name),
+            value,
+        }
     }
     pub fn positional(value: Value<'a>) -> Self {
         Param { name: None, value }
@@ -29,7 +32,9 @@ impl<'a> Param<'a> {
     /// A borrowed ABI view, valid while `self` is.
     pub(crate) fn to_raw(self) -> EviParam {
         EviParam {
-            name: self.name.map_or(EviStr::EMPTY, |n| EviStr::new(n.as_bytes())),
+            name: self
+                .name
+                .map_or(EviStr::EMPTY, |n| EviStr::new(n.as_bytes())),
             value: match self.value {
                 Value::Null => EviValue::NULL,
                 Value::Int(i) => EviValue::int(i),
@@ -44,7 +49,11 @@ impl<'a> Param<'a> {
         let name = raw.name.as_bytes();
         Param {
             // The host checks names as UTF-8 before they reach a module.
-            name: if name.is_empty() { None } else { std::str::from_utf8(name).ok() },
+            name: if name.is_empty() {
+                None
+            } else {
+                std::str::from_utf8(name).ok()
+            },
             value: match raw.value.kind {
                 EVI_VALUE_INT => Value::Int(raw.value.int),
                 EVI_VALUE_STR => Value::Str(raw.value.str.as_bytes()),

@@ -1,1 +1,173 @@
-//! placeholder
+//! # mi_http: the Management Interface over HTTP
+//!
+//! OpenSIPS 3.x `mi_http` (with the listener of its `httpd` module): JSON-RPC 2.0 requests are
+//! POSTed to `http://IP:PORT/ROOT` and answered with the JSON-RPC reply. The daemon's MI engine
+//! does all JSON-RPC work ([`evi_sdk::Host::mi_execute`]); this module is only the HTTP transport.
+//!
+//! - [`Endpoint::handle`]: the request → reply rules (404, 405, 400, 413, 200, 202), no I/O.
+//! - [`Server`]: the listener, its connection threads and its MI workers, all joined on stop.
+//! - `http` (private): the bounded HTTP/1.1 reader and writer.
+
+mod handler;
+mod http;
+mod server;
+
+pub use handler::{Endpoint, MiFn, Reply};
+pub use server::{Config, Server, MAX_CONNECTIONS};
+
+use evi_sdk::{export_module, param, Host, Module, ParamValue, Params};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Default of the `ip` modparam: loopback, unlike OpenSIPS 3.x httpd (all interfaces).
+pub const DEFAULT_IP: &str = "127.0.0.1";
+/// Default of the `port` modparam (OpenSIPS httpd's).
+pub const DEFAULT_PORT: i64 = 8888;
+/// Default of the `root` modparam (OpenSIPS mi_http's).
+pub const DEFAULT_ROOT: &str = "mi";
+/// Default of the `threads` modparam.
+pub const DEFAULT_THREADS: i64 = 2;
+/// Default of the `max_body` modparam: 1 MiB.
+pub const DEFAULT_MAX_BODY: i64 = 1 << 20;
+
+export_module! {
+    module: MiHttp,
+    name: "mi_http",
+    doc: "MI over HTTP: JSON-RPC 2.0 requests POSTed to http://IP:PORT/ROOT, as OpenSIPS mi_http + httpd",
+    params: [
+        param::str("ip", DEFAULT_IP, "Address to listen on; 0.0.0.0 or :: for every interface"),
+        param::int("port", DEFAULT_PORT, 1, 65535, "TCP port to listen on"),
+        param::str("root", DEFAULT_ROOT, "URL path of the MI: /ROOT and everything under /ROOT/"),
+        param::int("threads", DEFAULT_THREADS, 1, 64, "Worker threads running MI requests"),
+        param::int("max_body", DEFAULT_MAX_BODY, 1024, 67_108_864, "Largest request body in bytes; larger gets HTTP 413"),
+    ],
+    events: [],
+    mi: [],
+    transports: [],
+}
+
+/// The module instance: the running server until `destroy`.
+pub struct MiHttp {
+    server: Option<Server>,
+}
+
+impl MiHttp {
+    /// The address the listener is bound to (`None` after `destroy`).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(Server::local_addr)
+    }
+}
+
+/// An int modparam. The host has already applied the default and checked the range; checking
+/// again keeps `init` safe when it is called directly (tests) and makes the casts below exact.
+fn int_param(params: &Params, name: &str, default: i64, min: i64, max: i64) -> Result<i64, String> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(ParamValue::Int(v)) if (min..=max).contains(v) => Ok(*v),
+        Some(v) => Err(format!(
+            "mi_http: modparam {name} must be an int in {min}..={max}, not {v:?}"
+        )),
+    }
+}
+
+impl Module for MiHttp {
+    fn init(host: Host, params: &Params) -> Result<Self, String> {
+        let ip = params.str("ip").unwrap_or(DEFAULT_IP).trim();
+        let root = params.str("root").unwrap_or(DEFAULT_ROOT);
+        // The range checks make these conversions lossless.
+        let port = int_param(params, "port", DEFAULT_PORT, 1, 65535)? as u16;
+        let threads = int_param(params, "threads", DEFAULT_THREADS, 1, 64)? as usize;
+        let max_body = int_param(params, "max_body", DEFAULT_MAX_BODY, 1024, 67_108_864)? as usize;
+        // A root that cannot appear in a request path would make every request a 404.
+        if root
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+        {
+            return Err(format!(
+                "mi_http: modparam root {root:?} must be a URL path"
+            ));
+        }
+
+        // An IPv6 literal is written bracketed in addresses and URLs.
+        let shown = if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        };
+        let mi: Arc<MiFn> = Arc::new(move |request: &[u8]| host.mi_execute(request));
+        let server = Server::start((ip, port), Config::new(root, threads, max_body), mi)
+            .map_err(|e| format!("mi_http: cannot listen on {shown}: {e}"))?;
+        let endpoint = Endpoint::new(root, max_body);
+        log::info!(
+            "MI over HTTP on http://{}/{}",
+            server.local_addr(),
+            endpoint.root()
+        );
+        Ok(MiHttp {
+            server: Some(server),
+        })
+    }
+
+    fn destroy(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use evi_sdk::abi::{EviModuleDecl, EviParamSpec, EVI_PARAM_INT, EVI_PARAM_STR};
+
+    extern "C" {
+        /// The declaration `export_module!` wrote (it lives in an unnamed const block).
+        static evi_module: EviModuleDecl;
+    }
+
+    fn text(s: &evi_sdk::abi::EviStr) -> String {
+        // SAFETY: strings in the module declaration are 'static.
+        String::from_utf8_lossy(unsafe { s.as_bytes() }).into_owned()
+    }
+
+    /// The README's modparam row for one spec: `| name | type | default | range | doc |`.
+    fn row(p: &EviParamSpec) -> String {
+        let (kind, default, range) = match p.kind {
+            EVI_PARAM_INT => (
+                "int",
+                p.default.int.to_string(),
+                format!("{}..={}", p.min, p.max),
+            ),
+            EVI_PARAM_STR => (
+                "str",
+                format!("\"{}\"", text(&p.default.str)),
+                "—".to_string(),
+            ),
+            k => panic!("unexpected param kind {k}"),
+        };
+        format!(
+            "| `{}` | {kind} | `{default}` | {range} | {} |",
+            text(&p.name),
+            text(&p.doc)
+        )
+    }
+
+    #[test]
+    fn readme_modparams_table_is_the_export_table() {
+        // SAFETY: the declaration and its param table are 'static.
+        let specs = unsafe { std::slice::from_raw_parts(evi_module.params, evi_module.n_params) };
+        let readme = include_str!("../README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| name "))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let want: Vec<String> = specs.iter().map(row).collect();
+        assert_eq!(
+            table, want,
+            "README.md modparams table differs from the export table"
+        );
+        // SAFETY: as above.
+        assert_eq!(text(unsafe { &evi_module.name }), "mi_http");
+    }
+}

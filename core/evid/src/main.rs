@@ -1,0 +1,154 @@
+//! `evid`: the OpenSIPS Event Interface as a daemon.
+
+use evi_host::config::{exe_dir, level_filter, prepare};
+use evi_host::loader::Library;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: evid [-f FILE] [-c] [-V] [--describe-module FILE.so]
+
+  -f FILE                  config file (default: evid.cfg)
+  -c                       check the config and exit: 0 if valid, else every error as FILE:LINE:COL
+  -V                       print the version and the module ABI version
+  --describe-module FILE   print a module's name, version, ABI, params and MI commands
+  -h, --help               this help
+
+evid runs in the foreground; SIGINT or SIGTERM stops it cleanly (queues drained, files flushed).";
+
+enum Mode {
+    Run,
+    Check,
+    Version,
+    Describe(PathBuf),
+    Help,
+}
+
+fn parse_args() -> Result<(Mode, PathBuf), String> {
+    let mut mode = Mode::Run;
+    let mut file = PathBuf::from("evid.cfg");
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        match a.to_str() {
+            Some("-f") => file = args.next().ok_or("-f needs a file")?.into(),
+            Some("-c") => mode = Mode::Check,
+            Some("-V") | Some("--version") => mode = Mode::Version,
+            Some("-h") | Some("--help") => mode = Mode::Help,
+            Some("-F") => {} // OpenSIPS's "foreground": evid always is.
+            Some("--describe-module") => {
+                mode = Mode::Describe(
+                    args.next()
+                        .ok_or("--describe-module needs a .so file")?
+                        .into(),
+                )
+            }
+            _ => return Err(format!("unknown argument {}", a.to_string_lossy())),
+        }
+    }
+    Ok((mode, file))
+}
+
+fn main() -> ExitCode {
+    let (mode, file) = match parse_args() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("evid: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match mode {
+        Mode::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Mode::Version => {
+            println!("{}", evi_host::version_string());
+            ExitCode::SUCCESS
+        }
+        Mode::Describe(path) => match Library::open(&path) {
+            Ok(lib) => {
+                print!("{}", lib.info().describe());
+                // Describing never runs module code, and a library is never unloaded.
+                std::mem::forget(lib);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("evid: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Mode::Check => check(&file),
+        Mode::Run => run(&file),
+    }
+}
+
+fn load(file: &std::path::Path) -> Result<evi_host::config::Prepared, ExitCode> {
+    let script = evi_script::parse_file(file).map_err(|errs| report(file, &errs))?;
+    prepare(script, &exe_dir()).map_err(|errs| report(file, &errs))
+}
+
+fn report(file: &std::path::Path, errs: &[evi_script::Diagnostic]) -> ExitCode {
+    for d in errs {
+        eprintln!("{d}");
+    }
+    let n = errs.len();
+    eprintln!(
+        "evid: {n} error{} in {}",
+        if n == 1 { "" } else { "s" },
+        file.display()
+    );
+    ExitCode::FAILURE
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    match load(file) {
+        Ok(p) => {
+            for (lib, _, _) in p.modules {
+                std::mem::forget(lib);
+            }
+            println!("evid: {} is valid", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn run(file: &std::path::Path) -> ExitCode {
+    evid::logger::init(log::LevelFilter::Info);
+    // Block the stop signals before any thread exists, so every thread inherits the mask and
+    // only `sigwait` below sees them.
+    let signals = match evid::signals::block() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("evid: cannot set up signal handling: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let prepared = match load(file) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Some(l) = prepared.settings.log_level {
+        log::set_max_level(level_filter(l));
+    }
+    let (host, _script) = match prepared.start() {
+        Ok(x) => x,
+        Err(errs) => return report(file, &errs),
+    };
+    log::info!(
+        "{} started with {}",
+        evi_host::version_string(),
+        file.display()
+    );
+    loop {
+        match signals.wait() {
+            libc::SIGHUP => log::info!("SIGHUP received; nothing to reload"),
+            sig => {
+                log::info!("signal {sig} received, stopping");
+                break;
+            }
+        }
+    }
+    host.shutdown();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,159 @@
+//! A minimal HTTP/1.1 client for MI JSON-RPC over `mi_http` (used by `evictl` and the tests),
+//! so the client needs no HTTP stack.
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// The URL `mi_http` serves by default.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8888/mi";
+
+/// One HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `http://host:port/path` → (`host:port`, `/path`).
+pub fn split_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("unsupported URL {url:?} (expected http://HOST:PORT/PATH)"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let authority = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    Ok((authority, path.to_string()))
+}
+
+/// Send one request and read the whole response (the connection is closed afterwards).
+pub fn request(
+    url: &str,
+    method: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, String> {
+    let (authority, path) = split_url(url)?;
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {authority}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot reach evid at {url}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())
+        .and_then(|_| s.write_all(body))
+        .map_err(|e| format!("cannot send to {url}: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("no answer from {url}: {e}"))?;
+    parse_response(&raw).ok_or_else(|| format!("malformed HTTP answer from {url}"))
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let len = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok());
+    if let Some(len) = len {
+        body.truncate(len);
+    }
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Why an MI call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MiCallError {
+    /// Transport trouble: not running, bad URL, bad HTTP.
+    Transport(String),
+    /// A JSON-RPC error reply.
+    Rpc {
+        code: i64,
+        message: String,
+        data: Option<String>,
+    },
+}
+
+impl std::fmt::Display for MiCallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MiCallError::Transport(s) => f.write_str(s),
+            MiCallError::Rpc {
+                code,
+                message,
+                data: Some(d),
+            } => write!(f, "{code} {message}: {d}"),
+            MiCallError::Rpc {
+                code,
+                message,
+                data: None,
+            } => write!(f, "{code} {message}"),
+        }
+    }
+}
+
+/// Call one MI command and return its `result`.
+pub fn call(
+    url: &str,
+    method: &str,
+    params: Value,
+    timeout: Duration,
+) -> Result<Value, MiCallError> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let r = request(url, "POST", body.as_bytes(), timeout).map_err(MiCallError::Transport)?;
+    let v: Value = serde_json::from_slice(&r.body).map_err(|_| {
+        MiCallError::Transport(format!("HTTP {} with a body that is not JSON", r.status))
+    })?;
+    if let Some(e) = v.get("error") {
+        return Err(MiCallError::Rpc {
+            code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            data: e.get("data").and_then(Value::as_str).map(str::to_string),
+        });
+    }
+    v.get("result")
+        .cloned()
+        .ok_or_else(|| MiCallError::Transport("reply without result".into()))
+}

@@ -1,0 +1,173 @@
+//! Raise throughput and latency through the real host and the real module `.so` files:
+//! N events with K params to one flatstore subscriber, then to one UDP subscriber.
+//!
+//! Run with `scripts/bench` (it builds the release modules first). Prints events/s (from the
+//! first raise until the module has handed the last event to the OS) and the raise latency seen
+//! by the raiser (p50/p99/max), plus delivered/failed/dropped counts.
+
+use evi_host::loader::Library;
+use evi_host::{Host, ParamRef, ValueRef};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default()
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn start(host: &Host, module: &str) {
+    let path = build_dir().join(format!("lib{module}.so"));
+    let lib = Library::open(&path)
+        .unwrap_or_else(|e| panic!("{e} (run scripts/bench, which builds the modules)"));
+    let params = evi_host::modparam::resolve(&lib.info(), &[]);
+    host.start_module(lib, &params)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+struct Report {
+    name: String,
+    n: usize,
+    elapsed: Duration,
+    lat: Vec<u32>,
+}
+
+impl Report {
+    fn print(&mut self, extra: &str) {
+        self.lat.sort_unstable();
+        let q = |f: f64| self.lat[((self.lat.len() as f64 - 1.0) * f) as usize];
+        println!(
+            "{:<28} {:>10.0} events/s   raise latency p50 {:>5} ns  p99 {:>6} ns  max {:>8} ns   {extra}",
+            self.name,
+            self.n as f64 / self.elapsed.as_secs_f64(),
+            q(0.50),
+            q(0.99),
+            q(1.0),
+        );
+    }
+}
+
+/// Raise `n` events with `k` params (ints and strings alternating) and time each raise.
+fn run(host: &Host, name: &str, n: usize, k: usize) -> Report {
+    let strings: Vec<String> = (0..k).map(|i| format!("value-{i}-of-the-event")).collect();
+    let names: Vec<String> = (0..k).map(|i| format!("p{i}")).collect();
+    let id = host
+        .registry()
+        .lookup("E_BENCH")
+        .unwrap_or_else(|| panic!("E_BENCH not published"));
+    let mut lat = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let params: Vec<ParamRef<'_>> = (0..k)
+            .map(|j| {
+                let v = if j % 2 == 0 {
+                    ValueRef::Int(i as i64)
+                } else {
+                    ValueRef::Str(strings[j].as_bytes())
+                };
+                ParamRef::named(&names[j], v)
+            })
+            .collect();
+        let s = Instant::now();
+        let _ = host.raise_id(id, &params);
+        lat.push(s.elapsed().as_nanos().min(u32::MAX as u128) as u32);
+    }
+    host.wait_idle(Duration::from_secs(120));
+    Report {
+        name: name.into(),
+        n,
+        elapsed: t0.elapsed(),
+        lat,
+    }
+}
+
+fn counts(host: &Host) -> String {
+    let e = host
+        .registry()
+        .by_name("E_BENCH")
+        .unwrap_or_else(|| panic!("E_BENCH"));
+    let subs = e.subscribers.load();
+    let (mut d, mut f, mut x) = (0, 0, 0);
+    for s in subs.iter() {
+        d += s.stats.delivered.load(Ordering::Relaxed);
+        f += s.stats.failed.load(Ordering::Relaxed);
+        x += s.stats.dropped.load(Ordering::Relaxed);
+    }
+    format!("delivered {d} failed {f} dropped {x}")
+}
+
+fn main() {
+    let n = arg("EVID_BENCH_N", 1_000_000);
+    let k = arg("EVID_BENCH_K", 3);
+    let dir = std::env::temp_dir().join(format!("evid-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    println!(
+        "evid raise benchmark: {n} events, {k} params each, {} CPUs",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // flatstore
+    {
+        let host = Host::new(evi_host::DEFAULT_QUEUE_SIZE);
+        start(&host, "event_flatstore");
+        host.publish("E_BENCH").unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.join("bench.log");
+        host.subscribe("E_BENCH", &format!("flatstore:{}", file.display()), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut r = run(&host, "flatstore, 1 file", n, k);
+        let c = counts(&host);
+        host.shutdown();
+        let lines = std::fs::read(&file)
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+            .unwrap_or(0);
+        r.print(&format!("{c}, {lines} lines in the file"));
+        let _ = std::fs::remove_file(&file);
+    }
+
+    // udp
+    {
+        let host = Host::new(evi_host::DEFAULT_QUEUE_SIZE);
+        start(&host, "event_datagram");
+        host.publish("E_BENCH").unwrap_or_else(|e| panic!("{e}"));
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+        let received = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let rx = {
+            let (received, stop) = (received.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    if sock.recv(&mut buf).is_ok() {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        host.subscribe("E_BENCH", &format!("udp:127.0.0.1:{port}"), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut r = run(&host, "udp, 1 receiver", n, k);
+        let c = counts(&host);
+        host.shutdown();
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let _ = rx.join();
+        r.print(&format!(
+            "{c}, {} received",
+            received.load(Ordering::Relaxed)
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,289 @@
+//! Turning a parsed config into a running host: global params, `loadmodule`, `modparam`, the
+//! script's checks, module start-up and `startup_route`. Every error carries FILE:LINE:COL, and
+//! all of them are collected before anything starts.
+
+use crate::event::{ParamRef, ValueRef};
+use crate::host::{Host, DEFAULT_QUEUE_SIZE};
+use crate::loader::{find_module, Library};
+use crate::modparam::{self, ConfigValue, ModparamValue};
+use evi_script::{
+    Diagnostic, Item, Literal, LogLevel, Pos, Script, ScriptHost, ScriptParam, ScriptValue,
+};
+use std::path::{Path, PathBuf};
+
+/// Global params evid understands.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mpath: Vec<PathBuf>,
+    /// OpenSIPS numbering: -3 alert .. 4 debug.
+    pub log_level: Option<i64>,
+    pub queue_size: usize,
+    pub max_while_loops: Option<u64>,
+}
+
+/// OpenSIPS globals that mean nothing to evid: accepted with a warning so configs run unchanged.
+const IGNORED_GLOBALS: &[&str] = &[
+    "log_stderror",
+    "stderror_enabled",
+    "syslog_enabled",
+    "log_facility",
+    "log_name",
+    "debug_mode",
+    "udp_workers",
+    "tcp_workers",
+    "children",
+    "socket",
+    "listen",
+    "xlog_level",
+    "dns",
+    "rev_dns",
+    "auto_aliases",
+    "memdump",
+    "memlog",
+    "server_header",
+    "user_agent_header",
+    "server_signature",
+    "tcp_children",
+    "disable_tcp",
+    "open_files_limit",
+    "db_default_url",
+    "xlog_buf_size",
+];
+
+/// A config ready to run: settings, checked libraries with their params, the script.
+pub struct Prepared {
+    pub settings: Settings,
+    pub modules: Vec<(Library, Vec<(String, ModparamValue)>, Pos)>,
+    pub script: Script,
+}
+
+/// Everything `evid -c` checks: globals, module files (without running module code), every
+/// modparam against its module's spec, and the script. All errors, in file order.
+pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut settings = Settings {
+        mpath: Vec::new(),
+        log_level: None,
+        queue_size: DEFAULT_QUEUE_SIZE,
+        max_while_loops: None,
+    };
+    for item in &script.items {
+        if let Item::Global { name, value, pos } = item {
+            if let Err(why) = global(&mut settings, name, value, pos) {
+                errors.push(Diagnostic::at(pos, why));
+            }
+        }
+    }
+    settings.mpath.extend(default_mpath.iter().cloned());
+
+    let mut modules: Vec<(Library, Vec<(String, ModparamValue)>, Pos)> = Vec::new();
+    for item in &script.items {
+        let Item::LoadModule { path, pos } = item else {
+            continue;
+        };
+        let lib = find_module(path, &settings.mpath).and_then(|p| Library::open(&p));
+        match lib {
+            Ok(lib) => {
+                if let Some((_, _, first)) = modules.iter().find(|(l, _, _)| l.name == lib.name) {
+                    errors.push(Diagnostic::at(
+                        pos,
+                        format!(
+                            "module {} is already loaded (at {}:{})",
+                            lib.name, first.source.name, first.line
+                        ),
+                    ));
+                } else {
+                    modules.push((lib, Vec::new(), pos.clone()));
+                }
+            }
+            Err(e) => errors.push(Diagnostic::at(pos, e.to_string())),
+        }
+    }
+    for item in &script.items {
+        let Item::ModParam {
+            module,
+            param,
+            value,
+            pos,
+        } = item
+        else {
+            continue;
+        };
+        let Some((lib, values, _)) = modules.iter_mut().find(|(l, _, _)| &l.name == module) else {
+            // A module that failed to load already has its error.
+            if !errors
+                .iter()
+                .any(|d| d.message.contains(&format!("module {module} ")))
+            {
+                errors.push(Diagnostic::at(
+                    pos,
+                    format!("modparam for module {module:?}, which is not loaded"),
+                ));
+            }
+            continue;
+        };
+        let info = lib.info();
+        let v = match value {
+            Literal::Int(i) => ConfigValue::Int(*i),
+            Literal::Str(s) => ConfigValue::Str(s.clone()),
+        };
+        match modparam::check(&info, param, &v) {
+            Ok(v) => {
+                if values.iter().any(|(n, _)| n == param) && !modparam::repeatable(&info, param) {
+                    errors.push(Diagnostic::at(
+                        pos,
+                        format!("{module}.{param} is set twice"),
+                    ));
+                } else {
+                    values.push((param.clone(), v));
+                }
+            }
+            Err(why) => errors.push(Diagnostic::at(pos, why)),
+        }
+    }
+    errors.extend(script.check(&crate::script_host::functions()));
+    if errors.is_empty() {
+        let modules = modules
+            .into_iter()
+            .map(|(lib, set, pos)| {
+                let full = modparam::resolve(&lib.info(), &set);
+                (lib, full, pos)
+            })
+            .collect();
+        Ok(Prepared {
+            settings,
+            modules,
+            script,
+        })
+    } else {
+        errors.sort_by_key(|d| (d.pos.source.name.to_string(), d.pos.line, d.pos.col));
+        Err(errors)
+    }
+}
+
+fn global(s: &mut Settings, name: &str, value: &Literal, _pos: &Pos) -> Result<(), String> {
+    match (name, value) {
+        ("mpath", Literal::Str(p)) => {
+            s.mpath
+                .extend(p.split(':').filter(|x| !x.is_empty()).map(PathBuf::from));
+            Ok(())
+        }
+        ("log_level", Literal::Int(l)) if (-3..=4).contains(l) => {
+            s.log_level = Some(*l);
+            Ok(())
+        }
+        ("log_level", _) => Err("log_level must be an int from -3 (alert) to 4 (debug)".into()),
+        ("evi_queue_size", Literal::Int(n)) if (16..=16_777_216).contains(n) => {
+            s.queue_size = *n as usize;
+            Ok(())
+        }
+        ("evi_queue_size", _) => Err("evi_queue_size must be an int from 16 to 16777216".into()),
+        ("max_while_loops", Literal::Int(n)) if *n > 0 => {
+            s.max_while_loops = Some(*n as u64);
+            Ok(())
+        }
+        ("max_while_loops", _) => Err("max_while_loops must be a positive int".into()),
+        (n, _) if IGNORED_GLOBALS.contains(&n) => {
+            log::warn!("global parameter {n} has no meaning in evid; ignored");
+            Ok(())
+        }
+        ("mpath", _) => Err("mpath must be a string".into()),
+        (n, _) => Err(format!("unknown global parameter {n:?}")),
+    }
+}
+
+/// Map OpenSIPS's numeric log level to the `log` crate's filter.
+pub fn level_filter(l: i64) -> log::LevelFilter {
+    match l {
+        i64::MIN..=-1 => log::LevelFilter::Error,
+        0 | 1 => log::LevelFilter::Warn,
+        2 | 3 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    }
+}
+
+impl Prepared {
+    /// Start every module in load order, publish script events, run `startup_route`.
+    /// On any failure, what already started is stopped again.
+    pub fn start(self) -> Result<(Host, Script), Vec<Diagnostic>> {
+        let host = Host::new(self.settings.queue_size);
+        for (lib, params, pos) in self.modules {
+            if let Err(why) = host.start_module(lib, &params) {
+                host.shutdown();
+                return Err(vec![Diagnostic::at(&pos, why)]);
+            }
+        }
+        let script = self.script;
+        for (name, pos) in script
+            .event_routes()
+            .into_iter()
+            .chain(script.literal_events())
+        {
+            if let Err(why) = host.publish(&name) {
+                host.shutdown();
+                return Err(vec![Diagnostic::at(&pos, why)]);
+            }
+        }
+        if script.has_startup_route() {
+            let mut interp = evi_script::Interpreter::new(&script, &host);
+            if let Some(n) = self.settings.max_while_loops {
+                interp.set_max_steps(n);
+            }
+            if let Err(d) = interp.run_startup() {
+                drop(interp);
+                host.shutdown();
+                return Err(vec![d]);
+            }
+        }
+        host.set_ready();
+        Ok((host, script))
+    }
+}
+
+/// The default module path: the directory of the running binary.
+pub fn exe_dir() -> Vec<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .into_iter()
+        .collect()
+}
+
+impl ScriptHost for Host {
+    fn subscribe_event(
+        &self,
+        event: &str,
+        socket: &str,
+        expire: Option<i64>,
+    ) -> Result<(), String> {
+        let expire = expire.filter(|e| *e > 0);
+        self.subscribe(event, socket, expire)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn raise_event(&self, event: &str, params: &[ScriptParam]) -> Result<(), String> {
+        let refs: Vec<ParamRef<'_>> = params
+            .iter()
+            .map(|p| ParamRef {
+                name: p.name.as_deref(),
+                value: match &p.value {
+                    ScriptValue::Null => ValueRef::Null,
+                    ScriptValue::Int(i) => ValueRef::Int(*i),
+                    ScriptValue::Str(s) => ValueRef::Str(s.as_bytes()),
+                },
+            })
+            .collect();
+        self.raise(event, &refs).map(|_| ())
+    }
+
+    fn log(&self, level: LogLevel, msg: &str) {
+        let l = match level {
+            LogLevel::Error => log::Level::Error,
+            LogLevel::Warn => log::Level::Warn,
+            LogLevel::Notice | LogLevel::Info => log::Level::Info,
+            LogLevel::Debug => log::Level::Debug,
+        };
+        log::log!(target: "script", l, "{}", msg.trim_end_matches('\n'));
+    }
+}

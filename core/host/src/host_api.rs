@@ -1,0 +1,177 @@
+//! The `EviHost` table handed to each module's `init`: the module's way back into the host.
+//! Every function is callable from any thread and never unwinds.
+
+use crate::event::{ParamRef, ValueRef};
+use crate::host::Shared;
+use evi_abi::{EviHost, EviParam, EviStatus, EviStr, EviWriter, EVI_VALUE_INT, EVI_VALUE_STR};
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Weak;
+
+/// What `ctx` points to: one per module instance, owned by its `Module`.
+pub(crate) struct ModuleCtx {
+    pub shared: Weak<Shared>,
+    pub module: String,
+}
+
+pub(crate) fn table(ctx: *mut c_void) -> EviHost {
+    EviHost {
+        size: std::mem::size_of::<EviHost>(),
+        ctx,
+        log: host_log,
+        log_enabled: host_log_enabled,
+        publish_event: host_publish,
+        raise_event: host_raise,
+        delivery_status: host_delivery_status,
+        mi_execute: host_mi_execute,
+    }
+}
+
+/// # Safety
+/// `ctx` must be a `ModuleCtx` pointer from `table`, alive for the call.
+unsafe fn ctx<'a>(ctx: *mut c_void) -> &'a ModuleCtx {
+    unsafe { &*(ctx as *const ModuleCtx) }
+}
+
+fn write(w: EviWriter, s: &str) {
+    // SAFETY: the writer is valid for the current call.
+    unsafe { (w.write)(w.ctx, EviStr::new(s.as_bytes())) }
+}
+
+fn level(l: u32) -> log::Level {
+    match l {
+        0 | 1 => log::Level::Error,
+        2 => log::Level::Warn,
+        3 => log::Level::Info,
+        4 => log::Level::Debug,
+        _ => log::Level::Trace,
+    }
+}
+
+unsafe extern "C" fn host_log(c: *mut c_void, l: u32, msg: EviStr) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`; msg is valid for the call.
+        let c = unsafe { ctx(c) };
+        let msg = String::from_utf8_lossy(unsafe { msg.as_bytes() });
+        log::log!(target: &c.module, level(l), "{msg}");
+    }));
+}
+
+unsafe extern "C" fn host_log_enabled(_c: *mut c_void, l: u32) -> bool {
+    level(l) <= log::max_level()
+}
+
+unsafe extern "C" fn host_publish(c: *mut c_void, name: EviStr, err: EviWriter) -> i64 {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`; name is valid for the call.
+        let c = unsafe { ctx(c) };
+        let Some(shared) = c.shared.upgrade() else {
+            write(err, "host is stopping");
+            return -1;
+        };
+        let Ok(name) = std::str::from_utf8(unsafe { name.as_bytes() }) else {
+            write(err, "event name is not UTF-8");
+            return -1;
+        };
+        match shared.registry.publish(name) {
+            Ok(id) => i64::from(id),
+            Err(why) => {
+                write(err, &why);
+                -1
+            }
+        }
+    }))
+    .unwrap_or(-1)
+}
+
+unsafe extern "C" fn host_raise(
+    c: *mut c_void,
+    name: EviStr,
+    params: *const EviParam,
+    n: usize,
+    err: EviWriter,
+) -> EviStatus {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`; the arguments are valid for the call.
+        let c = unsafe { ctx(c) };
+        let Some(shared) = c.shared.upgrade() else {
+            write(err, "host is stopping");
+            return EviStatus::ERROR;
+        };
+        let name = String::from_utf8_lossy(unsafe { name.as_bytes() });
+        let Some(id) = shared.registry.lookup(&name) else {
+            write(err, &format!("unknown event {name}"));
+            return EviStatus::ERROR;
+        };
+        let raw = if params.is_null() || n == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(params, n) }
+        };
+        let mut refs = Vec::with_capacity(raw.len());
+        for p in raw {
+            let pname = unsafe { p.name.as_bytes() };
+            let Ok(pname) = std::str::from_utf8(pname) else {
+                write(err, "param name is not UTF-8");
+                return EviStatus::ERROR;
+            };
+            refs.push(ParamRef {
+                name: (!pname.is_empty()).then_some(pname),
+                value: match p.value.kind {
+                    EVI_VALUE_INT => ValueRef::Int(p.value.int),
+                    EVI_VALUE_STR => ValueRef::Str(unsafe { p.value.str.as_bytes() }),
+                    _ => ValueRef::Null,
+                },
+            });
+        }
+        match shared.raise(id, &refs) {
+            Ok(_) => EviStatus::OK,
+            Err(why) => {
+                write(err, &why);
+                EviStatus::ERROR
+            }
+        }
+    }))
+    .unwrap_or(EviStatus::ERROR)
+}
+
+unsafe extern "C" fn host_delivery_status(
+    c: *mut c_void,
+    delivery: u64,
+    status: EviStatus,
+    msg: EviStr,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`; msg is valid for the call.
+        let c = unsafe { ctx(c) };
+        let Some(shared) = c.shared.upgrade() else {
+            return;
+        };
+        let msg = unsafe { msg.as_bytes() }.to_vec();
+        shared.delivery_status(delivery, status, &msg);
+    }));
+}
+
+unsafe extern "C" fn host_mi_execute(
+    c: *mut c_void,
+    request: EviStr,
+    reply: EviWriter,
+) -> EviStatus {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`; request is valid for the call.
+        let c = unsafe { ctx(c) };
+        let Some(shared) = c.shared.upgrade() else {
+            write(reply, r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Server error","data":"evid is stopping"},"id":null}"#);
+            return EviStatus::OK;
+        };
+        match crate::mi::execute(&shared, unsafe { request.as_bytes() }) {
+            Some(r) => {
+                // SAFETY: the writer is valid for the call.
+                unsafe { (reply.write)(reply.ctx, EviStr::new(&r)) };
+                EviStatus::OK
+            }
+            None => EviStatus::NO_REPLY,
+        }
+    }))
+    .unwrap_or(EviStatus::ERROR)
+}

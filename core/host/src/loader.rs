@@ -1,0 +1,417 @@
+//! Finding, opening and checking module libraries. No module code runs here: only the static
+//! declaration is read, and every check passes before the host calls `init`.
+
+use evi_abi::{
+    layout::AbiLayout, EviModuleDecl, EviStr, EVI_ABI_MAJOR, EVI_ABI_MINOR, EVI_MAGIC,
+    EVI_MODULE_SYMBOL, EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_PARAM_REPEATABLE, EVI_VALUE_INT,
+    EVI_VALUE_STR,
+};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A loader error: one sentence naming the file, the module and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError(pub String);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Resolve `loadmodule "NAME"` against `mpath`: an absolute or `./`-relative path loads directly;
+/// otherwise each mpath entry is tried with `NAME.so`, `libNAME.so` and `NAME/NAME.so`.
+pub fn find_module(spec: &str, mpath: &[PathBuf]) -> Result<PathBuf, LoadError> {
+    if spec.contains('/') {
+        let p = PathBuf::from(spec);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(LoadError(format!("module file {spec} not found")))
+        };
+    }
+    let stem = spec.strip_suffix(".so").unwrap_or(spec);
+    let mut tried = Vec::new();
+    for dir in mpath {
+        for cand in [
+            format!("{stem}.so"),
+            format!("lib{stem}.so"),
+            format!("{stem}/{stem}.so"),
+        ] {
+            let p = dir.join(&cand);
+            if p.is_file() {
+                return Ok(p);
+            }
+            tried.push(p.display().to_string());
+        }
+    }
+    Err(LoadError(format!(
+        "module {stem} not found; tried {} (set mpath, or build it with cargo build)",
+        tried.join(", ")
+    )))
+}
+
+/// The module name a file must declare: its stem without a `lib` prefix.
+pub fn expected_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = stem.split('.').next().unwrap_or_default().to_string();
+    stem.strip_prefix("lib").map(str::to_string).unwrap_or(stem)
+}
+
+/// An opened, checked module library. Dropping it unloads the library.
+pub struct Library {
+    // Field order matters: `decl` points into `lib`.
+    decl: *const EviModuleDecl,
+    lib: libloading::Library,
+    pub path: PathBuf,
+    pub name: String,
+}
+
+// SAFETY: the declaration is immutable static data of the loaded library.
+unsafe impl Send for Library {}
+unsafe impl Sync for Library {}
+
+impl Library {
+    /// dlopen → symbol → magic → major → minor → size/layout → name. Runs no module code
+    /// (beyond the dynamic loader's own initialisers).
+    pub fn open(path: &Path) -> Result<Library, LoadError> {
+        let file = path.display().to_string();
+        // SAFETY: loading a library runs its ELF initialisers; evid modules have none of their own.
+        let lib = unsafe { libloading::Library::new(path) }
+            .map_err(|e| LoadError(format!("{file}: cannot load: {e}")))?;
+        // SAFETY: we only read the symbol's address; its type is checked field by field below.
+        let decl: *const EviModuleDecl = unsafe {
+            lib.get::<*const EviModuleDecl>(EVI_MODULE_SYMBOL.as_bytes())
+                .map(|s| *s)
+                .map_err(|_| {
+                    LoadError(format!(
+                        "{file}: not an evid module (no `{EVI_MODULE_SYMBOL}` symbol; write it with evi_sdk::export_module!)"
+                    ))
+                })?
+        };
+        if decl.is_null() {
+            return Err(LoadError(format!(
+                "{file}: `{EVI_MODULE_SYMBOL}` symbol is null"
+            )));
+        }
+        // SAFETY: the header is frozen across ABI versions, so reading it is always valid.
+        let h = unsafe { &(*decl).header.0 };
+        if h.magic != EVI_MAGIC {
+            return Err(LoadError(format!(
+                "{file}: bad magic {:#018x} in `{EVI_MODULE_SYMBOL}` (expected {EVI_MAGIC:#018x}); not an evid module",
+                h.magic
+            )));
+        }
+        let expected = expected_name(path);
+        if h.abi_major != EVI_ABI_MAJOR {
+            return Err(LoadError(format!(
+                "{file}: module {expected} was built for ABI {}.{}, this evid speaks ABI {EVI_ABI_MAJOR}.{EVI_ABI_MINOR}; rebuild the module against this evid's evi-sdk",
+                h.abi_major, h.abi_minor
+            )));
+        }
+        if h.abi_minor > EVI_ABI_MINOR {
+            return Err(LoadError(format!(
+                "{file}: module {expected} needs ABI {}.{}, newer than this evid's {EVI_ABI_MAJOR}.{EVI_ABI_MINOR}; upgrade evid or build the module against an older evi-sdk",
+                h.abi_major, h.abi_minor
+            )));
+        }
+        let host_hash = <EviModuleDecl as AbiLayout>::LAYOUT_HASH;
+        let host_size = std::mem::size_of::<EviModuleDecl>() as u32;
+        if h.layout_hash != host_hash || h.decl_size != host_size {
+            // SAFETY: the type table is part of the frozen header.
+            let differing = unsafe { differing_types(h.type_hashes, h.n_type_hashes as usize) };
+            return Err(LoadError(format!(
+                "{file}: module {expected} declares ABI {}.{} but its layout of {} differs from this evid's (declaration size {} vs {host_size}); rebuild the module against this evid's evi-sdk",
+                h.abi_major,
+                h.abi_minor,
+                if differing.is_empty() { "EviModuleDecl".to_string() } else { differing.join(", ") },
+                h.decl_size
+            )));
+        }
+        // SAFETY: magic, version and layout all match: the declaration is an EviModuleDecl.
+        let d = unsafe { &*decl };
+        let name = unsafe { str_of(d.name) };
+        if name != expected {
+            return Err(LoadError(format!(
+                "{file}: module declares the name {name:?} but the file is named for {expected:?}; rename the file or fix the name in export_module!"
+            )));
+        }
+        let lib = Library {
+            decl,
+            lib,
+            path: path.to_path_buf(),
+            name,
+        };
+        lib.info()
+            .validate()
+            .map_err(|e| LoadError(format!("{file}: module {}: {e}", lib.name)))?;
+        Ok(lib)
+    }
+
+    pub fn decl(&self) -> &EviModuleDecl {
+        // SAFETY: checked in open(); valid while `lib` is loaded, i.e. while self lives.
+        let _ = &self.lib;
+        unsafe { &*self.decl }
+    }
+
+    /// Everything the declaration says, copied out.
+    pub fn info(&self) -> ModuleInfo {
+        ModuleInfo::from_decl(self.decl())
+    }
+}
+
+/// Names of ABI types whose hash in the module's table differs from the host's.
+unsafe fn differing_types(table: *const evi_abi::EviTypeHash, n: usize) -> Vec<String> {
+    if table.is_null() || n > 1024 {
+        return Vec::new();
+    }
+    let theirs = unsafe { std::slice::from_raw_parts(table, n) };
+    let mut out = Vec::new();
+    for ours in evi_abi::TYPE_HASHES {
+        let name = unsafe { str_of(ours.name) };
+        match theirs.iter().find(|t| unsafe { str_of(t.name) } == name) {
+            Some(t) if t.hash == ours.hash => {}
+            _ => out.push(name),
+        }
+    }
+    out
+}
+
+/// # Safety
+/// `s` must point to valid bytes for the library's lifetime.
+pub(crate) unsafe fn str_of(s: EviStr) -> String {
+    String::from_utf8_lossy(unsafe { s.as_bytes() }).into_owned()
+}
+
+unsafe fn slice<'a, T>(p: *const T, n: usize) -> &'a [T] {
+    if p.is_null() || n == 0 {
+        &[]
+    } else {
+        unsafe { std::slice::from_raw_parts(p, n) }
+    }
+}
+
+/// A modparam as declared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamInfo {
+    pub name: String,
+    pub kind: ParamKind,
+    pub repeatable: bool,
+    pub default: Option<ParamDefault>,
+    pub min: i64,
+    pub max: i64,
+    pub doc: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    Int,
+    Str,
+    Bool,
+}
+
+impl fmt::Display for ParamKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParamKind::Int => "int",
+            ParamKind::Str => "str",
+            ParamKind::Bool => "bool",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamDefault {
+    Int(i64),
+    Str(String),
+}
+
+impl fmt::Display for ParamDefault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamDefault::Int(i) => write!(f, "{i}"),
+            ParamDefault::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MiCmdInfo {
+    pub name: String,
+    pub doc: String,
+    pub recipes: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransportInfo {
+    pub proto: String,
+    pub flags: u32,
+}
+
+/// A module's declaration in owned form (for `--describe-module`, checks and the registry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleInfo {
+    pub name: String,
+    pub version: String,
+    pub build: String,
+    pub doc: String,
+    pub abi: (u32, u32),
+    pub params: Vec<ParamInfo>,
+    pub mi_cmds: Vec<MiCmdInfo>,
+    pub events: Vec<String>,
+    pub transports: Vec<TransportInfo>,
+}
+
+impl ModuleInfo {
+    fn from_decl(d: &EviModuleDecl) -> ModuleInfo {
+        // SAFETY: all pointers in a checked declaration are static data of the library.
+        unsafe {
+            ModuleInfo {
+                name: str_of(d.name),
+                version: str_of(d.version),
+                build: str_of(d.build),
+                doc: str_of(d.doc),
+                abi: (d.header.0.abi_major, d.header.0.abi_minor),
+                params: slice(d.params, d.n_params)
+                    .iter()
+                    .map(|p| ParamInfo {
+                        name: str_of(p.name),
+                        kind: match p.kind {
+                            EVI_PARAM_INT => ParamKind::Int,
+                            EVI_PARAM_BOOL => ParamKind::Bool,
+                            _ => ParamKind::Str,
+                        },
+                        repeatable: p.flags & EVI_PARAM_REPEATABLE != 0,
+                        default: match p.default.kind {
+                            EVI_VALUE_STR => Some(ParamDefault::Str(str_of(p.default.str))),
+                            EVI_VALUE_INT | evi_abi::EVI_VALUE_BOOL => {
+                                Some(ParamDefault::Int(p.default.int))
+                            }
+                            _ => None,
+                        },
+                        min: p.min,
+                        max: p.max,
+                        doc: str_of(p.doc),
+                    })
+                    .collect(),
+                mi_cmds: slice(d.mi_cmds, d.n_mi_cmds)
+                    .iter()
+                    .map(|c| MiCmdInfo {
+                        name: str_of(c.name),
+                        doc: str_of(c.doc),
+                        recipes: slice(c.recipes, c.n_recipes)
+                            .iter()
+                            .map(|r| {
+                                slice(r.params, r.n_params)
+                                    .iter()
+                                    .map(|s| str_of(*s))
+                                    .collect()
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                events: slice(d.events, d.n_events)
+                    .iter()
+                    .map(|s| str_of(*s))
+                    .collect(),
+                transports: slice(d.transports, d.n_transports)
+                    .iter()
+                    .map(|t| TransportInfo {
+                        proto: str_of(t.proto),
+                        flags: t.flags,
+                    })
+                    .collect(),
+            }
+        }
+    }
+
+    /// Declaration sanity: things a module author can get wrong that the types cannot catch.
+    fn validate(&self) -> Result<(), String> {
+        for (i, p) in self.params.iter().enumerate() {
+            if self.params[..i].iter().any(|q| q.name == p.name) {
+                return Err(format!("param {} is declared twice", p.name));
+            }
+            if p.kind == ParamKind::Int {
+                if let Some(ParamDefault::Int(d)) = p.default {
+                    if d < p.min || d > p.max {
+                        return Err(format!(
+                            "param {}: default {d} is outside its range {}..{}",
+                            p.name, p.min, p.max
+                        ));
+                    }
+                }
+            }
+        }
+        for t in &self.transports {
+            if t.proto.is_empty() || t.proto.contains(':') {
+                return Err(format!(
+                    "transport proto {:?} is not a valid proto name",
+                    t.proto
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Human description, as printed by `evid --describe-module`.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "module:    {}", self.name);
+        let _ = writeln!(s, "version:   {} ({})", self.version, self.build);
+        let _ = writeln!(s, "abi:       {}.{}", self.abi.0, self.abi.1);
+        if !self.doc.is_empty() {
+            let _ = writeln!(s, "about:     {}", self.doc);
+        }
+        if !self.transports.is_empty() {
+            let protos: Vec<_> = self
+                .transports
+                .iter()
+                .map(|t| format!("{}:", t.proto))
+                .collect();
+            let _ = writeln!(s, "protos:    {}", protos.join(" "));
+        }
+        if !self.events.is_empty() {
+            let _ = writeln!(s, "events:    {}", self.events.join(" "));
+        }
+        let _ = writeln!(s, "params:");
+        if self.params.is_empty() {
+            let _ = writeln!(s, "  (none)");
+        }
+        for p in &self.params {
+            let default = p
+                .default
+                .as_ref()
+                .map_or("unset".to_string(), |d| d.to_string());
+            let range = if p.kind == ParamKind::Int {
+                format!(" range {}..={}", p.min, p.max)
+            } else {
+                String::new()
+            };
+            let rep = if p.repeatable { " repeatable" } else { "" };
+            let _ = writeln!(
+                s,
+                "  {} ({}{rep}) default {default}{range}: {}",
+                p.name, p.kind, p.doc
+            );
+        }
+        let _ = writeln!(s, "mi commands:");
+        if self.mi_cmds.is_empty() {
+            let _ = writeln!(s, "  (none)");
+        }
+        for c in &self.mi_cmds {
+            let recipes: Vec<_> = c
+                .recipes
+                .iter()
+                .map(|r| format!("[{}]", r.join(", ")))
+                .collect();
+            let _ = writeln!(s, "  {} {}: {}", c.name, recipes.join(" "), c.doc);
+        }
+        s
+    }
+}

@@ -1,0 +1,336 @@
+//! The MI engine: JSON-RPC 2.0 exactly as OpenSIPS 3.x validates, binds and replies
+//! (reference §2.1), shared by every MI transport module.
+
+pub mod core;
+
+use crate::host::Shared;
+use crate::loader::MiCmdInfo;
+use crate::module::Module;
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, RwLock};
+
+/// An MI error: OpenSIPS code, message and optional data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MiError {
+    pub code: i64,
+    pub message: String,
+    pub data: Option<String>,
+}
+
+impl MiError {
+    pub fn new(code: i64, message: &str) -> Self {
+        MiError {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+    pub fn data(mut self, data: impl Into<String>) -> Self {
+        self.data = Some(data.into());
+        self
+    }
+    pub fn invalid_params(data: &str) -> Self {
+        MiError::new(-32602, "Invalid params").data(data)
+    }
+    fn parse_error() -> Self {
+        MiError::new(-32700, "Parse error")
+    }
+    fn invalid_request() -> Self {
+        MiError::new(-32600, "Invalid Request")
+    }
+}
+
+pub type MiResult = Result<Value, MiError>;
+pub(crate) type CoreHandler = fn(&Shared, &Map<String, Value>) -> MiResult;
+
+#[derive(Clone)]
+enum Handler {
+    Core(CoreHandler),
+    Module(Arc<Module>),
+}
+
+#[derive(Clone)]
+struct Command {
+    name: String,
+    doc: String,
+    recipes: Vec<Vec<String>>,
+    handler: Handler,
+}
+
+/// Every MI command: core ones and those modules export.
+#[derive(Default)]
+pub struct MiTable {
+    cmds: RwLock<Vec<Command>>,
+}
+
+impl MiTable {
+    pub(crate) fn add_core(&self, name: &str, doc: &str, recipes: &[&[&str]], h: CoreHandler) {
+        self.push(Command {
+            name: name.into(),
+            doc: doc.into(),
+            recipes: recipes
+                .iter()
+                .map(|r| r.iter().map(|s| s.to_string()).collect())
+                .collect(),
+            handler: Handler::Core(h),
+        });
+    }
+
+    pub(crate) fn add_module_command(&self, c: &MiCmdInfo, m: &Arc<Module>) {
+        if self.find(&c.name).is_some() {
+            log::warn!(
+                "module {}: MI command {} already exists; keeping the first",
+                m.name,
+                c.name
+            );
+            return;
+        }
+        self.push(Command {
+            name: c.name.clone(),
+            doc: c.doc.clone(),
+            recipes: c.recipes.clone(),
+            handler: Handler::Module(m.clone()),
+        });
+    }
+
+    pub(crate) fn clear_module_commands(&self) {
+        self.cmds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|c| matches!(c.handler, Handler::Core(_)));
+    }
+
+    fn push(&self, c: Command) {
+        self.cmds.write().unwrap_or_else(|p| p.into_inner()).push(c);
+    }
+
+    fn find(&self, name: &str) -> Option<Command> {
+        self.cmds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+    }
+
+    /// Every command name, in registration order.
+    pub fn names(&self) -> Vec<String> {
+        self.cmds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// A command's recipes and doc, and the module that exports it (None = core).
+    pub fn describe(&self, name: &str) -> Option<(Vec<Vec<String>>, String, Option<String>)> {
+        self.find(name).map(|c| {
+            let by = match &c.handler {
+                Handler::Core(_) => None,
+                Handler::Module(m) => Some(m.name.clone()),
+            };
+            (c.recipes, c.doc, by)
+        })
+    }
+}
+
+/// Execute one request body; `None` when no reply is due (a notification).
+pub(crate) fn execute(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => return Some(reply(&Value::Null, Err(MiError::parse_error()))),
+    };
+    let Value::Object(req) = req else {
+        return Some(reply(&Value::Null, Err(MiError::invalid_request())));
+    };
+    let id = req.get("id");
+    let id_ok = matches!(
+        id,
+        None | Some(Value::String(_) | Value::Number(_) | Value::Null)
+    );
+    if !id_ok {
+        return Some(reply(&Value::Null, Err(MiError::invalid_request())));
+    }
+    let id = id.map(normalize_id);
+    let valid = req.get("jsonrpc").and_then(Value::as_str) == Some("2.0")
+        && req.get("method").is_some_and(Value::is_string)
+        && matches!(
+            req.get("params"),
+            None | Some(Value::Array(_) | Value::Object(_))
+        );
+    if !valid {
+        return Some(reply(
+            id.as_ref().unwrap_or(&Value::Null),
+            Err(MiError::invalid_request()),
+        ));
+    }
+    let method = req
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let result = dispatch(shared, method, req.get("params"));
+    // A notification gets no reply, even for an error (OpenSIPS answers only -32700/-32600).
+    let id = id?;
+    Some(reply(&id, result))
+}
+
+/// Ids are echoed with their JSON type; numbers come back as integers.
+fn normalize_id(id: &Value) -> Value {
+    match id {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => json!(n.as_f64().map_or(0, |f| f as i64)),
+        other => other.clone(),
+    }
+}
+
+fn dispatch(shared: &Shared, method: &str, params: Option<&Value>) -> MiResult {
+    if !shared.wait_ready(std::time::Duration::from_secs(60)) {
+        return Err(MiError::new(-32000, "Server error").data("evid is starting or stopping"));
+    }
+    let cmd = shared
+        .mi
+        .find(method)
+        .ok_or_else(|| MiError::new(-32601, "Method not found"))?;
+    let bound = bind(&cmd.recipes, params)?;
+    match &cmd.handler {
+        Handler::Core(h) => h(shared, &bound),
+        Handler::Module(m) => {
+            let name = method.to_string();
+            let params = Value::Object(bound).to_string();
+            match m.call(move |inst| inst.mi(&name, &params)) {
+                Ok(Ok(json)) => serde_json::from_str(&json).map_err(|_| {
+                    MiError::new(-32000, "Server error").data("module returned invalid JSON")
+                }),
+                Ok(Err((code, msg, data))) => Err(MiError {
+                    code: code.into(),
+                    message: msg,
+                    data,
+                }),
+                Err(why) => Err(MiError::new(-32000, "Server error").data(why)),
+            }
+        }
+    }
+}
+
+/// Bind JSON-RPC params to one of the command's recipes (OpenSIPS's rules).
+fn bind(recipes: &[Vec<String>], params: Option<&Value>) -> Result<Map<String, Value>, MiError> {
+    let count_mismatch = || MiError::invalid_params("Too few or too many parameters");
+    match params {
+        Some(Value::Array(a)) if !a.is_empty() => {
+            let mut fit = recipes.iter().filter(|r| r.len() == a.len());
+            let r = fit.next().ok_or_else(count_mismatch)?;
+            if fit.next().is_some() {
+                return Err(MiError::invalid_params(
+                    "Ambiguous call, use named parameters instead",
+                ));
+            }
+            Ok(r.iter().cloned().zip(a.iter().cloned()).collect())
+        }
+        Some(Value::Object(o)) if !o.is_empty() => {
+            let same_count: Vec<_> = recipes.iter().filter(|r| r.len() == o.len()).collect();
+            if same_count.is_empty() {
+                return Err(count_mismatch());
+            }
+            if same_count
+                .iter()
+                .any(|r| r.iter().all(|n| o.contains_key(n)))
+            {
+                Ok(o.clone())
+            } else {
+                Err(MiError::invalid_params("Named parameters do not match"))
+            }
+        }
+        _ => {
+            if recipes.is_empty() || recipes.iter().any(Vec::is_empty) {
+                Ok(Map::new())
+            } else {
+                Err(count_mismatch())
+            }
+        }
+    }
+}
+
+fn reply(id: &Value, result: MiResult) -> Vec<u8> {
+    let mut v = Map::new();
+    v.insert("jsonrpc".into(), json!("2.0"));
+    match result {
+        Ok(r) => {
+            v.insert("result".into(), r);
+        }
+        Err(e) => {
+            let mut err = Map::new();
+            err.insert("code".into(), json!(e.code));
+            err.insert("message".into(), json!(e.message));
+            if let Some(d) = e.data {
+                err.insert("data".into(), json!(d));
+            }
+            v.insert("error".into(), Value::Object(err));
+        }
+    }
+    v.insert("id".into(), id.clone());
+    serde_json::to_vec(&Value::Object(v)).unwrap_or_default()
+}
+
+/// A string param: JSON strings, or numbers printed in decimal (OpenSIPS coercion).
+pub(crate) fn str_param(p: &Map<String, Value>, name: &str) -> Result<String, MiError> {
+    match p.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(_) => Err(MiError::invalid_params(&format!(
+            "Bad type for parameter '{name}'"
+        ))),
+        None => Err(MiError::invalid_params("Too few or too many parameters")),
+    }
+}
+
+/// An int param: numbers (truncated) or decimal strings.
+pub(crate) fn int_param(p: &Map<String, Value>, name: &str) -> Result<i64, MiError> {
+    let bad = || MiError::invalid_params(&format!("Bad type for parameter '{name}'"));
+    match p.get(name) {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .ok_or_else(bad),
+        Some(Value::String(s)) => s.trim().parse().map_err(|_| bad()),
+        Some(_) => Err(bad()),
+        None => Err(MiError::invalid_params("Too few or too many parameters")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(v: &[&[&str]]) -> Vec<Vec<String>> {
+        v.iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn binding_follows_opensips_rules() {
+        let recipes = r(&[&["event", "socket"], &["event", "socket", "expire"]]);
+        assert!(bind(&recipes, Some(&json!(["E", "udp:1.2.3.4:5"]))).is_ok());
+        assert_eq!(
+            bind(&recipes, Some(&json!(["E"])))
+                .unwrap_err()
+                .data
+                .as_deref(),
+            Some("Too few or too many parameters")
+        );
+        assert_eq!(
+            bind(&recipes, Some(&json!({"event":"E","sock":"x"})))
+                .unwrap_err()
+                .data
+                .as_deref(),
+            Some("Named parameters do not match")
+        );
+        let amb = r(&[&["a"], &["b"]]);
+        assert_eq!(
+            bind(&amb, Some(&json!(["x"]))).unwrap_err().data.as_deref(),
+            Some("Ambiguous call, use named parameters instead")
+        );
+        assert!(bind(&r(&[]), Some(&json!([]))).is_ok());
+        assert!(bind(&r(&[]), Some(&json!(["x"]))).is_err());
+    }
+}

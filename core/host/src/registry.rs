@@ -1,0 +1,164 @@
+//! The event registry and its subscribers.
+//!
+//! Events are append-only (ids are never reused). Each event's subscriber list is an immutable
+//! snapshot behind an `ArcSwap`: a raise reads it without a lock; a subscribe, unsubscribe or
+//! expiry builds a new list under the registry's write lock and swaps it in.
+
+use crate::module::Module;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// OpenSIPS's limit on event names (`MAX_EVENT_NAME`).
+pub const MAX_EVENT_NAME: usize = 64;
+
+/// `expire` value of a subscription that never expires.
+pub const NEVER: i64 = -1;
+
+/// Delivery counters of one subscriber.
+#[derive(Default)]
+pub struct SubscriberStats {
+    /// Raises the transport accepted (or confirmed, for async transports).
+    pub delivered: AtomicU64,
+    /// Raises the transport refused, or async deliveries reported failed.
+    pub failed: AtomicU64,
+    /// Events never handed to the transport: its module's queue was full or stopped.
+    pub dropped: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    /// Unix second of the last failure log line (failures are logged at most once a second).
+    pub(crate) last_logged: AtomicI64,
+}
+
+/// One subscription of one socket to one event.
+pub struct Subscriber {
+    pub id: u64,
+    pub event: u32,
+    /// `proto:body` as printed by the transport.
+    pub socket: String,
+    pub module: Arc<Module>,
+    /// Index of the transport in the module's declaration.
+    pub transport: usize,
+    /// The module's parsed socket; touched only on the module's thread.
+    pub(crate) handle: *mut c_void,
+    /// Set on the module's thread when `free` ran; later raises to it are skipped.
+    pub(crate) freed: AtomicBool,
+    /// Seconds, or `NEVER`.
+    pub expire: AtomicI64,
+    pub subscribed_at: AtomicI64,
+    pub stats: SubscriberStats,
+}
+
+// SAFETY: `handle` is only dereferenced by the module on its own thread.
+unsafe impl Send for Subscriber {}
+unsafe impl Sync for Subscriber {}
+
+impl Subscriber {
+    /// Seconds left, or `None` for a permanent subscription. OpenSIPS's rule: expired when
+    /// `subscribed_at + expire < now`.
+    pub fn ttl(&self, now: i64) -> Option<i64> {
+        let e = self.expire.load(Ordering::Relaxed);
+        (e != NEVER).then(|| self.subscribed_at.load(Ordering::Relaxed) + e - now)
+    }
+
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.ttl(now).is_some_and(|t| t < 0)
+    }
+}
+
+/// One published event.
+pub struct EventEntry {
+    pub id: u32,
+    pub name: Arc<str>,
+    /// Newest first, as OpenSIPS delivers and lists them.
+    pub subscribers: ArcSwap<Vec<Arc<Subscriber>>>,
+    pub raised: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    events: ArcSwap<Vec<Arc<EventEntry>>>,
+    by_name: RwLock<HashMap<Arc<str>, u32>>,
+    /// Serialises every change to events and subscriber lists (subscribe must parse and match
+    /// on the module's thread and then insert, as one step).
+    pub(crate) write: Mutex<()>,
+    next_sub_id: AtomicU64,
+}
+
+impl Registry {
+    /// Publish `name` (idempotent) and return its id.
+    pub fn publish(&self, name: &str) -> Result<u32, String> {
+        validate_event_name(name)?;
+        if let Some(id) = self.lookup(name) {
+            return Ok(id);
+        }
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.publish_locked(name)
+    }
+
+    pub(crate) fn publish_locked(&self, name: &str) -> Result<u32, String> {
+        if let Some(id) = self.lookup(name) {
+            return Ok(id);
+        }
+        let mut events = Vec::clone(&self.events.load());
+        let id = u32::try_from(events.len()).map_err(|_| "too many events".to_string())?;
+        let name: Arc<str> = name.into();
+        events.push(Arc::new(EventEntry {
+            id,
+            name: name.clone(),
+            subscribers: ArcSwap::from_pointee(Vec::new()),
+            raised: AtomicU64::new(0),
+        }));
+        self.events.store(Arc::new(events));
+        self.by_name
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, id);
+        Ok(id)
+    }
+
+    pub fn lookup(&self, name: &str) -> Option<u32> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()
+    }
+
+    pub fn get(&self, id: u32) -> Option<Arc<EventEntry>> {
+        self.events.load().get(id as usize).cloned()
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<Arc<EventEntry>> {
+        self.lookup(name).and_then(|id| self.get(id))
+    }
+
+    /// Every event, in id order.
+    pub fn events(&self) -> Arc<Vec<Arc<EventEntry>>> {
+        self.events.load_full()
+    }
+
+    pub(crate) fn next_subscriber_id(&self) -> u64 {
+        self.next_sub_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Event names: 1..=64 bytes of printable ASCII without spaces (OpenSIPS takes any bytes; names
+/// end up in JSON, file lines and MI replies, so we keep them plain).
+pub fn validate_event_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty event name".into());
+    }
+    if name.len() > MAX_EVENT_NAME {
+        return Err(format!(
+            "event name {name:?} is longer than {MAX_EVENT_NAME} bytes"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "event name {name:?} contains {c:?}; use letters, digits and _"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! event_flatstore loaded by the real evid: lines in real files, as a user would read them.
+
+use evi_testkit::{golden, wait_for, Daemon, UdpReceiver};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn raise(d: &Daemon, params: Value) {
+    assert_eq!(
+        d.mi("raise_event", params.clone()).ok(),
+        Some(json!("OK")),
+        "{params}"
+    );
+}
+
+/// The golden raises of ../shared/conformance (samples 0-4; 2 and 3 have no params).
+fn raise_golden(d: &Daemon, with_mi_array: bool) {
+    raise(
+        d,
+        json!([
+            "E_GOLDEN",
+            r#"{"id":42,"user":"alice","msg":"hello world"}"#
+        ]),
+    );
+    raise(
+        d,
+        json!([
+            "E_GOLDEN",
+            r#"{"id":-7,"user":"bob \"the\" builder","msg":"a,b;c"}"#
+        ]),
+    );
+    raise(d, json!(["E_GOLDEN"]));
+    raise(d, json!(["E_GOLDEN"]));
+    if with_mi_array {
+        raise(d, json!({"event": "E_GOLDEN", "params": ["x", "1"]}));
+    }
+}
+
+fn golden_run(modparams: &str, with_mi_array: bool) -> String {
+    let mut d = Daemon::start(&format!(
+        "loadmodule \"event_flatstore.so\"\n{modparams}\nstartup_route {{ subscribe_event(\"E_GOLDEN\", \"flatstore:{{dir}}/golden.log\"); }}"
+    ));
+    raise_golden(&d, with_mi_array);
+    let path = d.dir.join("golden.log");
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    read(&path)
+}
+
+#[test]
+fn lines_match_opensips_golden_files() {
+    assert_eq!(
+        golden_run("", true),
+        String::from_utf8_lossy(&golden("event_flatstore_default.log"))
+    );
+    assert_eq!(
+        golden_run("modparam(\"event_flatstore\", \"delimiter\", \";\")", false),
+        String::from_utf8_lossy(&golden("event_flatstore_delim_semicolon.log"))
+    );
+    // OpenSIPS never applied escape_delimiter (it wrote "a b;c"); evid does.
+    let want = String::from_utf8_lossy(&golden("event_flatstore_delim_comma_escape_pipe.log"))
+        .replace("a b;c", "a|b;c");
+    assert_eq!(
+        golden_run("modparam(\"event_flatstore\", \"delimiter\", \",\")\nmodparam(\"event_flatstore\", \"escape_delimiter\", \"|\")", true),
+        want
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_flush_everything_accepted() {
+    for sig in [libc_sigterm(), libc_sigint()] {
+        let mut d = Daemon::start("loadmodule \"event_flatstore.so\"\nstartup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/x.log\"); }");
+        for i in 0..1000 {
+            raise(&d, json!(["E_X", [i, "payload"]]));
+        }
+        let path = d.dir.join("x.log");
+        let (status, log) = d.stop_with(sig);
+        assert!(status.success(), "{log}");
+        let text = read(&path);
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 1000, "signal {sig}");
+        assert_eq!(lines[999], "E_X,999,payload");
+        assert!(log.contains("stopped"), "{log}");
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+fn libc_sigint() -> i32 {
+    2
+}
+
+#[test]
+fn newlines_never_break_a_record_and_values_are_not_mutated_for_others() {
+    let mut d = Daemon::start("loadmodule \"event_flatstore.so\"\nloadmodule \"event_datagram.so\"\nstartup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/x.log\"); }");
+    let rx = UdpReceiver::new();
+    d.mi("event_subscribe", json!(["E_X", rx.uri()]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    raise(&d, json!(["E_X", r#"{"msg":"line1\nline2,x\r"}"#]));
+    assert_eq!(
+        rx.recv_n(1, T),
+        vec![br#"{"jsonrpc":"2.0","method":"E_X","params":{"msg":"line1\nline2,x\r"}}"#.to_vec()]
+    );
+    let path = d.dir.join("x.log");
+    assert!(d.stop().0.success());
+    assert_eq!(read(&path), "E_X,line1\\nline2 x\\r\n");
+}
+
+#[test]
+fn concurrent_raisers_never_interleave_lines() {
+    let mut d = Daemon::start("loadmodule \"event_flatstore.so\"\nstartup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/x.log\"); }");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let d = &d;
+            s.spawn(move || {
+                for i in 0..250 {
+                    raise(d, json!(["E_X", [format!("t{t}"), i, "z".repeat(200)]]));
+                }
+            });
+        }
+    });
+    let path = d.dir.join("x.log");
+    assert!(d.stop().0.success());
+    let text = read(&path);
+    assert_eq!(text.lines().count(), 1000);
+    let z = "z".repeat(200);
+    for line in text.lines() {
+        let f: Vec<_> = line.split(',').collect();
+        assert!(
+            f.len() == 4 && f[0] == "E_X" && f[1].starts_with('t') && f[3] == z,
+            "torn line {line:?}"
+        );
+    }
+    for t in 0..4 {
+        let seq: Vec<i64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("E_X,t{t},")))
+            .filter_map(|l| l.split(',').nth(2)?.parse().ok())
+            .collect();
+        assert_eq!(seq, (0..250).collect::<Vec<_>>(), "order of raiser {t}");
+    }
+}
+
+#[test]
+fn rotate_reopens_and_announces_itself() {
+    let d = Daemon::start("loadmodule \"event_flatstore.so\"\nloadmodule \"event_datagram.so\"\nstartup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/x.log\"); }");
+    let rx = UdpReceiver::new();
+    d.mi("event_subscribe", json!(["E_FLATSTORE_ROTATION", rx.uri()]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = d.dir.join("x.log");
+    let moved = d.dir.join("x.log.1");
+    raise(&d, json!(["E_X", ["before"]]));
+    assert!(wait_for(T, || read(&path) == "E_X,before\n"));
+    std::fs::rename(&path, &moved).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        d.mi("evi_flat_rotate", json!([path.display().to_string()]))
+            .ok(),
+        Some(json!("OK"))
+    );
+    raise(&d, json!(["E_X", ["after"]]));
+    assert!(
+        wait_for(T, || read(&path) == "E_X,after\n"),
+        "{:?}",
+        read(&path)
+    );
+    assert_eq!(read(&moved), "E_X,before\n");
+    let ev: Value = rx
+        .recv_n(1, T)
+        .first()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    assert_eq!(ev["method"], "E_FLATSTORE_ROTATION");
+    assert_eq!(ev["params"]["reason"], "mi");
+    assert_eq!(ev["params"]["filename"], path.display().to_string());
+    assert!(
+        ev["params"]["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.parse::<i64>().is_ok()),
+        "{ev}"
+    );
+    // The 4.x name works too; an unknown path is OpenSIPS's 400.
+    assert_eq!(
+        d.mi(
+            "event_flatstore:rotate",
+            json!([path.display().to_string()])
+        )
+        .ok(),
+        Some(json!("OK"))
+    );
+    assert_eq!(
+        d.mi("evi_flat_rotate", json!(["/no/such.log"]))
+            .err()
+            .map(|e| e.to_string()),
+        Some("400 File not found".to_string())
+    );
+}
+
+#[test]
+fn permissions_and_open_file_limit_apply() {
+    let d = Daemon::start(
+        "loadmodule \"event_flatstore.so\"\nmodparam(\"event_flatstore\", \"file_permissions\", \"600\")\nmodparam(\"event_flatstore\", \"max_open_sockets\", 1)\nstartup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/a.log\"); }",
+    );
+    let mode = std::fs::metadata(d.dir.join("a.log"))
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    assert_eq!(mode, 0o600);
+    // The same file again is fine (shared); a second file is over the limit.
+    assert!(d
+        .mi(
+            "event_subscribe",
+            json!([
+                "E_FLATSTORE_ROTATION",
+                format!("flatstore:{}", d.dir.join("a.log").display())
+            ])
+        )
+        .is_ok());
+    let err = d
+        .mi(
+            "event_subscribe",
+            json!([
+                "E_X",
+                format!("flatstore:{}", d.dir.join("b.log").display())
+            ]),
+        )
+        .err();
+    let text = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        text.starts_with("400 Bad parameter value: flatstore:")
+            && text.contains("max_open_sockets"),
+        "{text}"
+    );
+}
