@@ -112,7 +112,8 @@ pub struct EviParam {
 
 /// One raised event, as a transport's `raise` sees it.
 ///
-/// Owner: the host. Lifetime: the `raise` call it is passed to; a transport that delivers later
+/// The event name and every param name are valid UTF-8 (the host checks them when an event is
+/// published or raised); param values are arbitrary bytes. Owner: the host. Lifetime: the `raise` call it is passed to; a transport that delivers later
 /// copies what it needs. Calling thread: the module's thread.
 #[repr(C)]
 #[derive(Clone, Copy, AbiLayout)]

@@ -103,8 +103,8 @@ fn report(file: &std::path::Path, errs: &[evi_script::Diagnostic]) -> ExitCode {
 fn check(file: &std::path::Path) -> ExitCode {
     match load(file) {
         Ok(p) => {
-            for (lib, _, _) in p.modules {
-                std::mem::forget(lib);
+            for m in p.modules {
+                std::mem::forget(m.lib);
             }
             println!("evid: {} is valid", file.display());
             ExitCode::SUCCESS

@@ -59,7 +59,16 @@ impl Report {
 }
 
 /// Raise `n` events with `k` params (ints and strings alternating) and time each raise.
-fn run(host: &Host, name: &str, n: usize, k: usize) -> Report {
+/// `paced`: wait whenever the module's queue is 3/4 full (a producer that respects
+/// backpressure, which measures the pipeline's capacity with no drops); otherwise flood: the
+/// raiser never waits and overflow is counted as drops.
+fn run(host: &Host, name: &str, n: usize, k: usize, paced: bool) -> Report {
+    let module = host
+        .modules()
+        .into_iter()
+        .last()
+        .unwrap_or_else(|| panic!("no module"));
+    let high = module.queue_capacity() * 3 / 4;
     let strings: Vec<String> = (0..k).map(|i| format!("value-{i}-of-the-event")).collect();
     let names: Vec<String> = (0..k).map(|i| format!("p{i}")).collect();
     let id = host
@@ -67,18 +76,24 @@ fn run(host: &Host, name: &str, n: usize, k: usize) -> Report {
         .lookup("E_BENCH")
         .unwrap_or_else(|| panic!("E_BENCH not published"));
     let mut lat = Vec::with_capacity(n);
+    let mut params: Vec<ParamRef<'_>> = Vec::with_capacity(k);
     let t0 = Instant::now();
     for i in 0..n {
-        let params: Vec<ParamRef<'_>> = (0..k)
-            .map(|j| {
-                let v = if j % 2 == 0 {
-                    ValueRef::Int(i as i64)
-                } else {
-                    ValueRef::Str(strings[j].as_bytes())
-                };
-                ParamRef::named(&names[j], v)
-            })
-            .collect();
+        params.clear();
+        params.extend((0..k).map(|j| {
+            let v = if j % 2 == 0 {
+                ValueRef::Int(i as i64)
+            } else {
+                ValueRef::Str(strings[j].as_bytes())
+            };
+            ParamRef::named(&names[j], v)
+        }));
+        // Sleep rather than spin: on 2 cores a spinning raiser steals the module's CPU.
+        if paced && i % 64 == 0 && module.queue_len() > high {
+            while module.queue_len() > high / 3 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
         let s = Instant::now();
         let _ = host.raise_id(id, &params);
         lat.push(s.elapsed().as_nanos().min(u32::MAX as u128) as u32);
@@ -117,7 +132,20 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    // flatstore
+    for paced in [true, false] {
+        let mode = if paced { "paced" } else { "flood" };
+        let only = std::env::var("EVID_BENCH_ONLY").unwrap_or_default();
+        if only.is_empty() || only == "flatstore" {
+            bench_flatstore(&dir, n, k, paced, mode);
+        }
+        if only.is_empty() || only == "udp" {
+            bench_udp(n, k, paced, mode);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn bench_flatstore(dir: &std::path::Path, n: usize, k: usize, paced: bool, mode: &str) {
     {
         let host = Host::new(evi_host::DEFAULT_QUEUE_SIZE);
         start(&host, "event_flatstore");
@@ -125,7 +153,7 @@ fn main() {
         let file = dir.join("bench.log");
         host.subscribe("E_BENCH", &format!("flatstore:{}", file.display()), None)
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut r = run(&host, "flatstore, 1 file", n, k);
+        let mut r = run(&host, &format!("flatstore, 1 file, {mode}"), n, k, paced);
         let c = counts(&host);
         host.shutdown();
         let lines = std::fs::read(&file)
@@ -134,15 +162,19 @@ fn main() {
         r.print(&format!("{c}, {lines} lines in the file"));
         let _ = std::fs::remove_file(&file);
     }
+}
 
-    // udp
+fn bench_udp(n: usize, k: usize, paced: bool, mode: &str) {
     {
         let host = Host::new(evi_host::DEFAULT_QUEUE_SIZE);
         start(&host, "event_datagram");
         host.publish("E_BENCH").unwrap_or_else(|e| panic!("{e}"));
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
-        let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+        // A consumer built for volume: a large receive buffer, drained in a non-blocking loop
+        // that naps when empty, so the sender does not pay a wake-up per datagram.
+        set_rcvbuf(&sock, 32 << 20);
+        let _ = sock.set_nonblocking(true);
         let received = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let rx = {
@@ -150,15 +182,18 @@ fn main() {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
-                    if sock.recv(&mut buf).is_ok() {
-                        received.fetch_add(1, Ordering::Relaxed);
+                    match sock.recv(&mut buf) {
+                        Ok(_) => {
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_micros(500)),
                     }
                 }
             })
         };
         host.subscribe("E_BENCH", &format!("udp:127.0.0.1:{port}"), None)
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut r = run(&host, "udp, 1 receiver", n, k);
+        let mut r = run(&host, &format!("udp, 1 receiver, {mode}"), n, k, paced);
         let c = counts(&host);
         host.shutdown();
         std::thread::sleep(Duration::from_millis(300));
@@ -169,5 +204,18 @@ fn main() {
             received.load(Ordering::Relaxed)
         ));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a local int.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &bytes as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        );
+    }
 }

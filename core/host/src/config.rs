@@ -53,8 +53,15 @@ const IGNORED_GLOBALS: &[&str] = &[
 /// A config ready to run: settings, checked libraries with their params, the script.
 pub struct Prepared {
     pub settings: Settings,
-    pub modules: Vec<(Library, Vec<(String, ModparamValue)>, Pos)>,
+    pub modules: Vec<PreparedModule>,
     pub script: Script,
+}
+
+/// A checked module library, the values its `init` will get, and its `loadmodule` line.
+pub struct PreparedModule {
+    pub lib: Library,
+    pub params: Vec<(String, ModparamValue)>,
+    pub pos: Pos,
 }
 
 /// Everything `evid -c` checks: globals, module files (without running module code), every
@@ -76,7 +83,7 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
     }
     settings.mpath.extend(default_mpath.iter().cloned());
 
-    let mut modules: Vec<(Library, Vec<(String, ModparamValue)>, Pos)> = Vec::new();
+    let mut modules: Vec<PreparedModule> = Vec::new();
     for item in &script.items {
         let Item::LoadModule { path, pos } = item else {
             continue;
@@ -84,7 +91,9 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
         let lib = find_module(path, &settings.mpath).and_then(|p| Library::open(&p));
         match lib {
             Ok(lib) => {
-                if let Some((_, _, first)) = modules.iter().find(|(l, _, _)| l.name == lib.name) {
+                if let Some(PreparedModule { pos: first, .. }) =
+                    modules.iter().find(|m| m.lib.name == lib.name)
+                {
                     errors.push(Diagnostic::at(
                         pos,
                         format!(
@@ -93,7 +102,11 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
                         ),
                     ));
                 } else {
-                    modules.push((lib, Vec::new(), pos.clone()));
+                    modules.push(PreparedModule {
+                        lib,
+                        params: Vec::new(),
+                        pos: pos.clone(),
+                    });
                 }
             }
             Err(e) => errors.push(Diagnostic::at(pos, e.to_string())),
@@ -109,7 +122,12 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
         else {
             continue;
         };
-        let Some((lib, values, _)) = modules.iter_mut().find(|(l, _, _)| &l.name == module) else {
+        let Some(PreparedModule {
+            lib,
+            params: values,
+            ..
+        }) = modules.iter_mut().find(|m| &m.lib.name == module)
+        else {
             // A module that failed to load already has its error.
             if !errors
                 .iter()
@@ -143,13 +161,9 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
     }
     errors.extend(script.check(&crate::script_host::functions()));
     if errors.is_empty() {
-        let modules = modules
-            .into_iter()
-            .map(|(lib, set, pos)| {
-                let full = modparam::resolve(&lib.info(), &set);
-                (lib, full, pos)
-            })
-            .collect();
+        for m in &mut modules {
+            m.params = modparam::resolve(&m.lib.info(), &m.params);
+        }
         Ok(Prepared {
             settings,
             modules,
@@ -207,7 +221,7 @@ impl Prepared {
     /// On any failure, what already started is stopped again.
     pub fn start(self) -> Result<(Host, Script), Vec<Diagnostic>> {
         let host = Host::new(self.settings.queue_size);
-        for (lib, params, pos) in self.modules {
+        for PreparedModule { lib, params, pos } in self.modules {
             if let Err(why) = host.start_module(lib, &params) {
                 host.shutdown();
                 return Err(vec![Diagnostic::at(&pos, why)]);
@@ -227,7 +241,7 @@ impl Prepared {
         if script.has_startup_route() {
             let mut interp = evi_script::Interpreter::new(&script, &host);
             if let Some(n) = self.settings.max_while_loops {
-                interp.set_max_steps(n);
+                interp.set_max_while_loops(n);
             }
             if let Err(d) = interp.run_startup() {
                 drop(interp);

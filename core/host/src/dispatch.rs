@@ -20,37 +20,37 @@ impl Shared {
     /// Raise event `id`. Never blocks: each subscriber's module queue either takes the event or
     /// the drop is counted on that subscriber.
     pub(crate) fn raise(&self, id: u32, params: &[ParamRef<'_>]) -> Result<Raised, String> {
-        let entry = self
-            .registry
-            .get(id)
-            .ok_or_else(|| format!("no event with id {id}"))?;
-        entry.raised.fetch_add(1, Ordering::Relaxed);
-        let subs = entry.subscribers.load();
-        let mut out = Raised {
-            queued: 0,
-            dropped: 0,
-        };
-        if subs.is_empty() {
-            return Ok(out);
-        }
-        let now = self.clock.now();
-        let event = Arc::new(RaisedEvent::new(
-            id,
-            entry.name.clone(),
-            params,
-            self.clock.now_us(),
-        ));
-        for sub in subs.iter() {
-            if sub.is_expired(now) {
-                continue;
-            }
-            if sub.module.enqueue_raise(event.clone(), sub.clone()) {
-                out.queued += 1;
-            } else {
-                out.dropped += 1;
-            }
-        }
-        Ok(out)
+        self.registry
+            .with_event(id, |entry| {
+                entry.raised.fetch_add(1, Ordering::Relaxed);
+                let mut out = Raised {
+                    queued: 0,
+                    dropped: 0,
+                };
+                let subs = entry.subscribers.load();
+                if subs.is_empty() {
+                    return out;
+                }
+                let now = self.clock.now();
+                let event = Arc::new(RaisedEvent::new(
+                    id,
+                    entry.name,
+                    params,
+                    self.clock.now_us(),
+                ));
+                for sub in subs.iter() {
+                    if sub.is_expired(now) {
+                        continue;
+                    }
+                    if sub.module.enqueue_raise(event.clone(), sub.clone()) {
+                        out.queued += 1;
+                    } else {
+                        out.dropped += 1;
+                    }
+                }
+                out
+            })
+            .ok_or_else(|| format!("no event with id {id}"))
     }
 }
 

@@ -525,7 +525,7 @@ fn timer(shared: Weak<Shared>) {
         }
         s.clock.tick();
         ticks += 1;
-        if ticks % 5 == 0 {
+        if ticks.is_multiple_of(5) {
             s.expire();
         }
     }

@@ -257,10 +257,11 @@ fn raise(inst: &Instance, event: &RaisedEvent, sub: &Subscriber, err: &mut Vec<u
         return;
     }
     let t = inst.transport(sub.transport);
-    let view = event.view(t.flags & EVI_TRANSPORT_JSON != 0);
     err.clear();
-    // SAFETY: handle came from this transport's parse and is not freed (checked above).
-    let st = unsafe { (t.raise)(inst.ptr, sub.handle, &view, sub.id, writer(err)) };
+    let st = event.with_view(t.flags & EVI_TRANSPORT_JSON != 0, |view| {
+        // SAFETY: handle came from this transport's parse and is not freed (checked above).
+        unsafe { (t.raise)(inst.ptr, sub.handle, view, sub.id, writer(err)) }
+    });
     crate::dispatch::record(sub, st, err);
 }
 

@@ -70,7 +70,9 @@ impl Subscriber {
 /// One published event.
 pub struct EventEntry {
     pub id: u32,
-    pub name: Arc<str>,
+    /// Event names live as long as the daemon: events are never unpublished, and a `'static`
+    /// name costs the raise path no reference count.
+    pub name: &'static str,
     /// Newest first, as OpenSIPS delivers and lists them.
     pub subscribers: ArcSwap<Vec<Arc<Subscriber>>>,
     pub raised: AtomicU64,
@@ -79,7 +81,7 @@ pub struct EventEntry {
 #[derive(Default)]
 pub struct Registry {
     events: ArcSwap<Vec<Arc<EventEntry>>>,
-    by_name: RwLock<HashMap<Arc<str>, u32>>,
+    by_name: RwLock<HashMap<&'static str, u32>>,
     /// Serialises every change to events and subscriber lists (subscribe must parse and match
     /// on the module's thread and then insert, as one step).
     pub(crate) write: Mutex<()>,
@@ -103,10 +105,10 @@ impl Registry {
         }
         let mut events = Vec::clone(&self.events.load());
         let id = u32::try_from(events.len()).map_err(|_| "too many events".to_string())?;
-        let name: Arc<str> = name.into();
+        let name: &'static str = Box::leak(name.to_string().into_boxed_str());
         events.push(Arc::new(EventEntry {
             id,
-            name: name.clone(),
+            name,
             subscribers: ArcSwap::from_pointee(Vec::new()),
             raised: AtomicU64::new(0),
         }));
@@ -137,6 +139,11 @@ impl Registry {
     /// Every event, in id order.
     pub fn events(&self) -> Arc<Vec<Arc<EventEntry>>> {
         self.events.load_full()
+    }
+
+    /// Run `f` on event `id` without taking a reference (the raise path).
+    pub(crate) fn with_event<R>(&self, id: u32, f: impl FnOnce(&EventEntry) -> R) -> Option<R> {
+        self.events.load().get(id as usize).map(|e| f(e))
     }
 
     pub(crate) fn next_subscriber_id(&self) -> u64 {

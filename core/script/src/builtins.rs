@@ -4,9 +4,8 @@
 use std::borrow::Cow;
 
 use crate::ast::{Arg, ArgKind, AssignOp, Builtin, Call, Expr};
-use crate::diag::Diagnostic;
 use crate::host::{LogLevel, ScriptParam, ScriptValue};
-use crate::interp::{Ctx, Interpreter, RResult};
+use crate::interp::{at, Ctx, Interpreter, RResult};
 use crate::value::Value;
 
 impl Interpreter<'_> {
@@ -28,11 +27,11 @@ impl Interpreter<'_> {
                 kind: ArgKind::Expr(e),
                 ..
             }) => Ok(e),
-            Some(a) => Err(Diagnostic::at(
+            Some(a) => Err(at(
                 &a.pos,
                 format!("{}: argument {} is empty", c.name, i + 1),
             )),
-            None => Err(Diagnostic::at(
+            None => Err(at(
                 &c.pos,
                 format!("{}: argument {} is missing", c.name, i + 1),
             )),
@@ -63,7 +62,7 @@ impl Interpreter<'_> {
             2 => (self.level(c, ctx)?, 1),
             n => {
                 let msg = format!("{}() takes 1 or 2 arguments, {n} given", c.name);
-                return Err(Diagnostic::at(&c.pos, msg));
+                return Err(at(&c.pos, msg));
             }
         };
         if self.host.log_enabled(level) {
@@ -85,7 +84,7 @@ impl Interpreter<'_> {
                 "{}: unknown log level (use L_ERR, L_WARN, L_NOTICE, L_INFO or L_DBG)",
                 c.name
             );
-            Diagnostic::at(&c.args[0].pos, msg)
+            at(&c.args[0].pos, msg)
         })
     }
 
@@ -104,7 +103,7 @@ impl Interpreter<'_> {
                     "raise_event: argument {} must be an AVP such as $avp(name)",
                     i + 1
                 );
-                Err(Diagnostic::at(&a.pos, msg))
+                Err(at(&a.pos, msg))
             }
         }
     }
@@ -119,77 +118,81 @@ impl Interpreter<'_> {
                 "raise_event() takes 1 to 3 arguments, {} given",
                 c.args.len()
             );
-            return Err(Diagnostic::at(&c.pos, msg));
+            return Err(at(&c.pos, msg));
         }
         let event = self.text(self.arg(c, 0)?, ctx)?;
+        // The same call with unchanged AVPs builds the same parameters: reuse them (the host
+        // only borrows them). This is what keeps `raise_event` in a loop cheap.
+        let site = c as *const Call as usize;
+        let count = match ctx.scratch_key {
+            Some((s, epoch, n)) if s == site && epoch == ctx.avp_epoch => n,
+            _ => match self.build_params(c, &event, ctx)? {
+                Built::Params(n, reusable) => {
+                    ctx.scratch_key = reusable.then_some((site, ctx.avp_epoch, n));
+                    n
+                }
+                Built::Refused => return Ok(-1),
+            },
+        };
+        match self.host.raise_event(&event, &ctx.scratch[..count]) {
+            Ok(()) => Ok(1),
+            Err(e) => {
+                let msg = format_args!("raise_event(\"{event}\") failed: {e}");
+                self.warn(LogLevel::Error, c, msg);
+                Ok(-1)
+            }
+        }
+    }
+
+    /// Fills `ctx.scratch` from the AVPs of a raise_event call.
+    fn build_params(&self, c: &Call, event: &str, ctx: &mut Ctx<'_>) -> RResult<Built> {
         let names = self.avp_arg(c, 1)?;
         let values = if c.args.len() == 3 {
             self.avp_arg(c, 2)?
         } else {
             None
         };
-        let count = match values {
-            None => 0,
-            Some(vs) => {
-                let vals = &ctx.avps[vs];
-                let names = names.map(|n| &ctx.avps[n]);
-                if let Some(ns) = names {
-                    if ns.len() < vals.len() {
-                        self.warn(
-                            LogLevel::Error,
-                            c,
-                            format_args!(
-                                "raise_event(\"{event}\"): fewer attribute names ({}) than values ({}), event not raised",
-                                ns.len(),
-                                vals.len()
-                            ),
-                        );
-                        return Ok(-1);
-                    }
-                    if ns.len() > vals.len() {
-                        self.warn(
-                            LogLevel::Error,
-                            c,
-                            format_args!(
-                                "raise_event(\"{event}\"): more attribute names ({}) than values ({}), extra names ignored",
-                                ns.len(),
-                                vals.len()
-                            ),
-                        );
-                    }
-                }
-                let scratch = &mut ctx.scratch;
-                if scratch.len() < vals.len() {
-                    scratch.resize(
-                        vals.len(),
-                        ScriptParam {
-                            name: None,
-                            value: ScriptValue::Null,
-                        },
-                    );
-                }
-                for (k, v) in vals.iter().rev().enumerate() {
-                    let p = &mut scratch[k];
-                    match names {
-                        Some(ns) => set_name(&mut p.name, &ns[ns.len() - 1 - k]),
-                        None => p.name = None,
-                    }
-                    v.store_into(&mut p.value);
-                }
-                vals.len()
-            }
+        let Some(vs) = values else {
+            return Ok(Built::Params(0, true));
         };
-        match self.host.raise_event(&event, &ctx.scratch[..count]) {
-            Ok(()) => Ok(1),
-            Err(e) => {
-                self.warn(
-                    LogLevel::Error,
-                    c,
-                    format_args!("raise_event(\"{event}\") failed: {e}"),
+        let vals = &ctx.avps[vs];
+        let names = names.map(|n| &ctx.avps[n]);
+        // A mismatch is logged on every raise, as OpenSIPS does, so it is never reused.
+        let mut reusable = true;
+        if let Some(ns) = names {
+            let (n, v) = (ns.len(), vals.len());
+            if n < v {
+                let msg = format_args!(
+                    "raise_event(\"{event}\"): fewer attribute names ({n}) than values ({v}), event not raised"
                 );
-                Ok(-1)
+                self.warn(LogLevel::Error, c, msg);
+                return Ok(Built::Refused);
+            }
+            if n > v {
+                let msg = format_args!(
+                    "raise_event(\"{event}\"): more attribute names ({n}) than values ({v}), extra names ignored"
+                );
+                self.warn(LogLevel::Error, c, msg);
+                reusable = false;
             }
         }
+        let scratch = &mut ctx.scratch;
+        if scratch.len() < vals.len() {
+            let empty = ScriptParam {
+                name: None,
+                value: ScriptValue::Null,
+            };
+            scratch.resize(vals.len(), empty);
+        }
+        for (k, v) in vals.iter().rev().enumerate() {
+            let p = &mut scratch[k];
+            match names {
+                Some(ns) => set_name(&mut p.name, &ns[ns.len() - 1 - k]),
+                None => p.name = None,
+            }
+            v.store_into(&mut p.value);
+        }
+        Ok(Built::Params(vals.len(), reusable))
     }
 
     /// `subscribe_event(event, socket [, expire])`; no expire or 0 means permanent.
@@ -231,11 +234,11 @@ impl Interpreter<'_> {
     fn fetch_event_params(&self, c: &Call, ctx: &mut Ctx<'_>) -> RResult<i64> {
         if !ctx.event_route {
             let msg = "fetch_event_params: not available outside event_route";
-            return Err(Diagnostic::at(&c.pos, msg));
+            return Err(at(&c.pos, msg));
         }
         let Some(ArgKind::Fetch(items)) = c.args.first().map(|a| &a.kind) else {
             let msg = "fetch_event_params: the spec must be a literal string";
-            return Err(Diagnostic::at(&c.pos, msg));
+            return Err(at(&c.pos, msg));
         };
         let mut rc = 1;
         for (k, (name, pv)) in items.iter().enumerate() {
@@ -257,7 +260,7 @@ impl Interpreter<'_> {
             };
             let v = v.clone();
             self.assign(pv, AssignOp::Set, v, ctx)
-                .map_err(|m| Diagnostic::at(&c.pos, m))?;
+                .map_err(|m| at(&c.pos, m))?;
         }
         Ok(rc)
     }
@@ -273,8 +276,15 @@ impl Interpreter<'_> {
         }
         self.host
             .call_function(&c.name, &args)
-            .map_err(|m| Diagnostic::at(&c.pos, m))
+            .map_err(|m| at(&c.pos, m))
     }
+}
+
+enum Built {
+    /// `scratch[..n]` holds the parameters; whether they may be reused by the next raise.
+    Params(usize, bool),
+    /// Nothing to raise (the error is logged).
+    Refused,
 }
 
 /// Writes an AVP value as a parameter name, reusing the existing buffer.

@@ -58,7 +58,7 @@ impl Script {
             let src = self.sources.iter().position(|s| Arc::ptr_eq(s, &p.source));
             (src, p.line, p.col)
         };
-        c.diags.sort_by(|a, b| order(&a.pos).cmp(&order(&b.pos)));
+        c.diags.sort_by_key(|d| order(&d.pos));
         c.diags
     }
 }

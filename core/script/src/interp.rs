@@ -4,11 +4,12 @@
 use std::sync::{Arc, Mutex};
 
 use crate::ast::{
-    AssignOp, Block, Call, Expr, FmtPart, Func, MatchRe, PVar, ParamKey, PvIndex, PvKind, Stmt,
+    AssignOp, BinOp, Block, Call, CmpOp, Expr, FmtPart, Func, MatchRe, PVar, ParamKey, PvIndex,
+    PvKind, Stmt,
 };
 use crate::diag::{Diagnostic, Pos};
-use crate::expr::compile_regex;
 use crate::host::{ScriptHost, ScriptParam};
+use crate::parser::compile_regex;
 use crate::value::{self, arith, compare, transform, Value};
 use crate::{Literal, Script};
 
@@ -16,8 +17,13 @@ use crate::{Literal, Script};
 const DEFAULT_MAX_WHILE_LOOPS: u64 = 10_000;
 /// OpenSIPS's ROUTE_MAX_REC_LEV.
 const MAX_ROUTE_DEPTH: u32 = 100;
-/// Default runaway guard: far above any sane route, low enough to stop a runaway in seconds.
-const DEFAULT_MAX_STEPS: u64 = 500_000_000;
+/// Blocks open at once across all active routes. One route nests at most
+/// `parser::MAX_NESTING` blocks, but route() recursion multiplies that; this bound keeps the
+/// interpreter's recursion well inside a 2 MiB thread stack (even in debug builds).
+const MAX_OPEN_BLOCKS: u32 = 512;
+/// Default runaway guard: far above any sane route (the 1M-raise benchmark loop takes 3M steps),
+/// low enough to stop a runaway within a couple of seconds.
+const DEFAULT_MAX_STEPS: u64 = 100_000_000;
 
 /// Runs the routes of one [`Script`] against a [`ScriptHost`].
 ///
@@ -54,12 +60,26 @@ pub(crate) struct Ctx<'p> {
     pub rc: i64,
     /// Set when something deep inside an expression ends the script (a function returning 0).
     pub exit: bool,
+    /// route() calls in progress (see `MAX_ROUTE_DEPTH`).
     pub depth: u32,
+    /// Blocks currently being executed (see `MAX_OPEN_BLOCKS`).
+    pub open_blocks: u32,
     /// Reused parameter buffers for `raise_event`, so a raise in a loop does not allocate.
     pub scratch: Vec<ScriptParam>,
+    /// Bumped on every AVP write: what `scratch` was built from is still current while the
+    /// epoch is unchanged.
+    pub avp_epoch: u64,
+    /// (call site, AVP epoch, parameter count) of what `scratch` holds.
+    pub scratch_key: Option<(usize, u64, usize)>,
 }
 
-pub(crate) type RResult<T> = Result<T, Diagnostic>;
+/// A run-time error at `pos`.
+pub(crate) fn at(pos: &Pos, msg: impl Into<String>) -> Box<Diagnostic> {
+    Box::new(Diagnostic::at(pos, msg))
+}
+
+/// Boxed so the `Result`s threaded through every evaluation stay two words wide.
+pub(crate) type RResult<T> = Result<T, Box<Diagnostic>>;
 
 impl<'a> Interpreter<'a> {
     pub fn new(script: &'a Script, host: &'a dyn ScriptHost) -> Self {
@@ -89,7 +109,7 @@ impl<'a> Interpreter<'a> {
     /// Runs `startup_route`, if the script has one.
     pub fn run_startup(&self) -> Result<(), Diagnostic> {
         match self.script.startup {
-            Some(i) => self.run(i, &[], false),
+            Some(i) => self.run(i, &[], false).map_err(|e| *e),
             None => Ok(()),
         }
     }
@@ -97,7 +117,7 @@ impl<'a> Interpreter<'a> {
     /// Runs `timer_route[name, ...]`.
     pub fn run_timer(&self, name: &str) -> Result<(), Diagnostic> {
         match self.script.timers.get(name) {
-            Some(&i) => self.run(i, &[], false),
+            Some(&i) => self.run(i, &[], false).map_err(|e| *e),
             None => Err(self.nowhere(format!("no timer_route named '{name}'"))),
         }
     }
@@ -105,7 +125,7 @@ impl<'a> Interpreter<'a> {
     /// Runs `event_route[event]` with the raised event's parameters (read by `$param`).
     pub fn run_event_route(&self, event: &str, params: &[ScriptParam]) -> Result<(), Diagnostic> {
         match self.script.events.get(event) {
-            Some(&i) => self.run(i, params, true),
+            Some(&i) => self.run(i, params, true).map_err(|e| *e),
             None => Err(self.nowhere(format!("no event_route[{event}]"))),
         }
     }
@@ -113,7 +133,7 @@ impl<'a> Interpreter<'a> {
     /// Runs `route[name]` as if called by `route(name)`.
     pub fn run_route(&self, name: &str) -> Result<(), Diagnostic> {
         match self.script.named.get(name) {
-            Some(&i) => self.run(i, &[], false),
+            Some(&i) => self.run(i, &[], false).map_err(|e| *e),
             None => Err(self.nowhere(format!("no route[{name}]"))),
         }
     }
@@ -148,7 +168,10 @@ impl<'a> Interpreter<'a> {
             rc: 1,
             exit: false,
             depth: 0,
+            open_blocks: 0,
             scratch: Vec::new(),
+            avp_epoch: 0,
+            scratch_key: None,
         };
         // An unset $var reads as 0 in OpenSIPS, not as $null.
         ctx.vars.resize(n_vars, Value::Int(0));
@@ -168,7 +191,13 @@ impl<'a> Interpreter<'a> {
         };
         if ctx.depth >= MAX_ROUTE_DEPTH {
             let msg = format!("too many nested route() calls (more than {MAX_ROUTE_DEPTH})");
-            return Err(Diagnostic::at(&r.name_pos, msg));
+            return Err(at(&r.name_pos, msg));
+        }
+        if ctx.open_blocks + crate::parser::MAX_NESTING as u32 > MAX_OPEN_BLOCKS {
+            let msg = format!(
+                "route() calls nested too deeply inside blocks (more than {MAX_OPEN_BLOCKS} open blocks)"
+            );
+            return Err(at(&r.name_pos, msg));
         }
         ctx.depth += 1;
         let f = self.block(&r.body, ctx);
@@ -176,19 +205,27 @@ impl<'a> Interpreter<'a> {
         f
     }
 
+    #[inline]
     pub(crate) fn step(&self, ctx: &mut Ctx<'_>, pos: &Pos) -> RResult<()> {
         ctx.steps += 1;
         if ctx.steps > self.max_steps {
             let msg = format!(
-                "route stopped after {} steps: runaway script (raise the limit with set_max_steps)",
+                "route stopped after {} steps (runaway script guard)",
                 self.max_steps
             );
-            return Err(Diagnostic::at(pos, msg));
+            return Err(at(pos, msg));
         }
         Ok(())
     }
 
     fn block(&self, b: &Block, ctx: &mut Ctx<'_>) -> RResult<Flow> {
+        ctx.open_blocks += 1;
+        let f = self.block_inner(b, ctx);
+        ctx.open_blocks -= 1;
+        f
+    }
+
+    fn block_inner(&self, b: &Block, ctx: &mut Ctx<'_>) -> RResult<Flow> {
         for s in b {
             let f = self.stmt(s, ctx)?;
             if ctx.exit {
@@ -248,8 +285,11 @@ impl<'a> Interpreter<'a> {
             } => {
                 self.step(ctx, pos)?;
                 let v = self.eval(value, ctx)?;
-                self.assign(target, *op, v, ctx)
-                    .map_err(|m| Diagnostic::at(pos, m))?;
+                if let (PvKind::Var(slot), AssignOp::Set) = (&target.kind, op) {
+                    ctx.vars[*slot as usize] = v;
+                    return Ok(Flow::Next);
+                }
+                self.assign(target, *op, v, ctx).map_err(|m| at(pos, m))?;
                 Ok(Flow::Next)
             }
             Stmt::Block(b) => self.block(b, ctx),
@@ -262,7 +302,7 @@ impl<'a> Interpreter<'a> {
                         Value::Null => -1,
                         other => other
                             .as_int()
-                            .ok_or_else(|| Diagnostic::at(pos, "return needs a number"))?,
+                            .ok_or_else(|| at(pos, "return needs a number"))?,
                     },
                 };
                 Ok(Flow::Return(rc))
@@ -286,7 +326,7 @@ impl<'a> Interpreter<'a> {
                     "runaway while loop: more than {} iterations (raise max_while_loops)",
                     self.max_while_loops
                 );
-                return Err(Diagnostic::at(pos, msg));
+                return Err(at(pos, msg));
             }
             n += 1;
             self.step(ctx, pos)?;
@@ -318,6 +358,7 @@ impl<'a> Interpreter<'a> {
                 Ok(())
             }
             PvKind::Avp(slot) => {
+                ctx.avp_epoch += 1;
                 let list = &mut ctx.avps[slot as usize];
                 let all = op == AssignOp::Replace || target.index == Some(PvIndex::All);
                 let at = match target.index {
@@ -369,6 +410,9 @@ impl<'a> Interpreter<'a> {
             Expr::Or(a, b) => (self.cond(a, ctx)? || ctx.exit) || self.cond(b, ctx)?,
             Expr::Not(x) => !self.cond(x, ctx)?,
             Expr::Cmp(op, a, b) => {
+                if let (Some(x), Some(y)) = (int_operand(a, ctx), int_operand(b, ctx)) {
+                    return Ok(compare_ints(*op, x, y));
+                }
                 let (x, y) = (self.eval(a, ctx)?, self.eval(b, ctx)?);
                 compare(*op, &x, &y)
             }
@@ -390,7 +434,7 @@ impl<'a> Interpreter<'a> {
                         let mut pat = String::new();
                         self.eval(p, ctx)?.concat_into(&mut pat);
                         let r = compile_regex(&pat).map_err(|m| {
-                            Diagnostic::at(pos, format!("invalid regular expression {pat:?}: {m}"))
+                            at(pos, format!("invalid regular expression {pat:?}: {m}"))
                         })?;
                         r.is_match(text.as_bytes())
                     }
@@ -408,17 +452,25 @@ impl<'a> Interpreter<'a> {
             Expr::Var(p) => self.pvar(p, ctx)?,
             Expr::Format(parts) => Value::Str(Arc::from(self.format(parts, ctx)?)),
             Expr::Arith(op, a, b, pos) => {
+                if let (Some(x), Some(y), BinOp::Add | BinOp::Sub) =
+                    (int_operand(a, ctx), int_operand(b, ctx), op)
+                {
+                    return Ok(Value::Int(if *op == BinOp::Add {
+                        x.wrapping_add(y)
+                    } else {
+                        x.wrapping_sub(y)
+                    }));
+                }
                 let (x, y) = (self.eval(a, ctx)?, self.eval(b, ctx)?);
-                arith(*op, &x, &y).map_err(|m| Diagnostic::at(pos, m))?
+                arith(*op, &x, &y).map_err(|m| at(pos, m))?
             }
             Expr::Neg(x, pos) => {
                 let v = self.eval(x, ctx)?;
-                arith(crate::ast::BinOp::Sub, &Value::Int(0), &v)
-                    .map_err(|m| Diagnostic::at(pos, m))?
+                arith(BinOp::Sub, &Value::Int(0), &v).map_err(|m| at(pos, m))?
             }
             Expr::BitNot(x, pos) => match self.eval(x, ctx)? {
                 Value::Str(s) if value::parse_int(&s).is_none() => {
-                    return Err(Diagnostic::at(
+                    return Err(at(
                         pos,
                         format!("operator '~' needs a number, found string {s:?}"),
                     ))
@@ -469,7 +521,7 @@ impl<'a> Interpreter<'a> {
             PvKind::Param(key) => self.param(key, p, ctx)?,
             PvKind::Time(fmt) => match value::strftime_local(fmt, value::unix_now()) {
                 Ok(s) => Value::Str(Arc::from(s)),
-                Err(m) => return Err(Diagnostic::at(&p.pos, format!("{}: {m}", p.text))),
+                Err(m) => return Err(at(&p.pos, format!("{}: {m}", p.text))),
             },
             PvKind::Ts => Value::Int(value::unix_now()),
             PvKind::Pid => Value::Int(i64::from(std::process::id())),
@@ -477,7 +529,7 @@ impl<'a> Interpreter<'a> {
             PvKind::Rc => Value::Int(ctx.rc),
             PvKind::Unknown(name) => {
                 let msg = format!("pseudo-variable ${name} is not available in evid");
-                return Err(Diagnostic::at(&p.pos, msg));
+                return Err(at(&p.pos, msg));
             }
         };
         Ok(p.trans.iter().fold(v, |v, t| transform(t, v)))
@@ -518,10 +570,7 @@ impl<'a> Interpreter<'a> {
                 target,
             } => {
                 let Some(t) = target else {
-                    return Err(Diagnostic::at(
-                        name_pos,
-                        format!("route '{name}' is not defined"),
-                    ));
+                    return Err(at(name_pos, format!("route '{name}' is not defined")));
                 };
                 Ok(match self.exec_route(*t, ctx)? {
                     Flow::Exit => {
@@ -535,6 +584,34 @@ impl<'a> Interpreter<'a> {
             Func::Builtin(b) => self.builtin(*b, c, ctx),
             Func::Other => self.host_function(c, ctx),
         }
+    }
+}
+
+/// The value of a constant or plain `$var` operand when it is an int: lets loop counters and
+/// comparisons skip building values.
+#[inline]
+fn int_operand(e: &Expr, ctx: &Ctx<'_>) -> Option<i64> {
+    match e {
+        Expr::Const(Value::Int(n)) => Some(*n),
+        Expr::Var(p) => match (&p.kind, p.trans.is_empty()) {
+            (PvKind::Var(slot), true) => match ctx.vars[*slot as usize] {
+                Value::Int(n) => Some(n),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn compare_ints(op: CmpOp, x: i64, y: i64) -> bool {
+    match op {
+        CmpOp::Eq => x == y,
+        CmpOp::Ne => x != y,
+        CmpOp::Lt => x < y,
+        CmpOp::Gt => x > y,
+        CmpOp::Le => x <= y,
+        CmpOp::Ge => x >= y,
     }
 }
 

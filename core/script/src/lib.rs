@@ -35,7 +35,6 @@ mod ast;
 mod builtins;
 mod check;
 mod diag;
-mod expr;
 mod host;
 mod interp;
 mod lexer;

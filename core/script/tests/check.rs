@@ -50,6 +50,7 @@ startup_route { }
             "test.cfg:12:5: 'break' outside of a while or switch",
             "test.cfg:13:24: fetch_event_params: the spec must be a literal string such as \"ip=$avp(ip);$var(n)\"",
             "test.cfg:14:5: raise_event() takes 1 to 3 arguments, 0 given",
+            "test.cfg:15:10: xlog: unknown log level \"a\" (use L_ERR, L_WARN, L_NOTICE, L_INFO or L_DBG)",
             "test.cfg:15:15: xlog: argument 2 is empty",
             "test.cfg:16:9: log: unknown log level number 7 (use L_ERR, L_WARN, L_NOTICE, L_INFO or L_DBG)",
             "test.cfg:18:16: the timer_route interval must be a positive number of seconds, found 0",
@@ -88,27 +89,41 @@ event_route[E_A] { fetch_event_params("ip=$avp(ip);$var(n)"); }
 
 #[test]
 fn the_function_table_is_the_callers() {
-    let s = parse_str("f.cfg", "startup_route { sl_send_reply(404, \"x\"); t_relay(); }").unwrap();
+    let s = parse_str(
+        "f.cfg",
+        "startup_route { sl_send_reply(404, \"x\"); t_relay(); }",
+    )
+    .unwrap();
     let mut table = evi_script::builtin_functions();
-    table.push(FunctionSpec { name: "sl_send_reply", min_args: 2, max_args: 2 });
+    table.push(FunctionSpec {
+        name: "sl_send_reply",
+        min_args: 2,
+        max_args: 2,
+    });
     let errs: Vec<String> = s.check(&table).iter().map(|d| d.headline()).collect();
     assert_eq!(errs, vec!["f.cfg:1:42: unknown function 't_relay'"]);
-    table.push(FunctionSpec { name: "t_relay", min_args: 1, max_args: 1 });
+    table.push(FunctionSpec {
+        name: "t_relay",
+        min_args: 1,
+        max_args: 1,
+    });
     let errs: Vec<String> = s.check(&table).iter().map(|d| d.headline()).collect();
-    assert_eq!(errs, vec!["f.cfg:1:42: t_relay() takes 1 argument, 0 given"]);
+    assert_eq!(
+        errs,
+        vec!["f.cfg:1:42: t_relay() takes 1 argument, 0 given"]
+    );
 }
 
 #[test]
 fn checks_reach_into_expressions_and_included_files() {
-    let errs = check_errors(
-        "startup_route { if (nope(1) && $var(x) == $ru) { $var(y) = route(gone); } }",
-    );
+    let errs =
+        check_errors("startup_route { if (nope(1) && $var(x) == $ru) { $var(y) = route(gone); } }");
     assert_eq!(
         errs,
         vec![
             "test.cfg:1:21: unknown function 'nope'",
             "test.cfg:1:43: unknown pseudo-variable $ru",
-            "test.cfg:1:67: route 'gone' is not defined",
+            "test.cfg:1:66: route 'gone' is not defined",
         ]
     );
 }

@@ -203,7 +203,7 @@ fn more_syntax_errors() {
         ("startup_route { $var(x) = (1 + 2; }", "test.cfg:1:33: expected ')' to close the parenthesis, found ';'"),
         ("startup_route { $var(x) = \"a\" =~ \"(\"; }", "test.cfg:1:34: invalid regular expression: error: unclosed group"),
         ("startup_route { xlog(\"$var(x\"); }", "test.cfg:1:27: unterminated pseudo-variable $var: missing ')'"),
-        ("startup_route { xlog(\"a $avp(x)[z] b\"); }", "test.cfg:1:31: the index of $avp(x)[z] must be an integer or '*'"),
+        ("startup_route { xlog(\"a $avp(x)[z] b\"); }", "test.cfg:1:33: the index of $avp(x)[z] must be an integer or '*'"),
         ("startup_route { $var(x) = $param(0); }", "test.cfg:1:34: $param positions start at 1"),
         ("startup_route { $var(x) = $time; }", "test.cfg:1:28: $time needs a name in parentheses: $time(name)"),
         ("startup_route { switch ($var(x)) { xlog(\"a\"); } }", "test.cfg:1:36: expected case, default or '}' in switch, found 'xlog'"),
@@ -260,7 +260,7 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let errs = parse_errors(&deep);
     assert_eq!(
         errs,
-        vec!["test.cfg:1:90: expression nested more than 64 deep"]
+        vec!["test.cfg:1:90: nested too deeply (more than 64 levels of blocks and parentheses)"]
     );
     let blocks = format!(
         "startup_route {{ {} }}",
@@ -269,7 +269,7 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let errs = parse_errors(&blocks);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
-        errs[0].ends_with("blocks nested more than 64 deep"),
+        errs[0].ends_with("nested too deeply (more than 64 levels of blocks and parentheses)"),
         "{errs:?}"
     );
     let nots = format!("startup_route {{ $var(x) = {}1; }}", "!".repeat(1000));
@@ -383,5 +383,34 @@ fn unreadable_main_file() {
     assert_eq!(
         errs[0].to_string(),
         "/nonexistent/evid.cfg: cannot read the config file: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn long_operator_chains_are_refused() {
+    let chain = format!("startup_route {{ $var(x) = 1{}; }}", " + 1".repeat(100_000));
+    let errs = parse_errors(&chain);
+    assert_eq!(
+        errs,
+        vec!["test.cfg:1:1053: expression too long (more than 256 operators)"]
+    );
+    // 256 operators are fine, and each statement has its own budget.
+    let ok = format!(
+        "startup_route {{ $var(x) = 1{0}; $var(y) = 1{0}; }}",
+        " + 1".repeat(256)
+    );
+    assert!(parse_errors(&ok).is_empty());
+}
+
+#[test]
+fn nested_switches_count_as_nesting() {
+    let text = format!(
+        "startup_route {{ {} }}",
+        "switch ($var(x)) { case 1: ".repeat(200) + &"} ".repeat(200)
+    );
+    let errs = parse_errors(&text);
+    assert!(
+        !errs.is_empty() && errs[0].contains("nested too deeply"),
+        "{errs:?}"
     );
 }

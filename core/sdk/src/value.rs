@@ -79,9 +79,8 @@ impl<'a> Event<'a> {
 
     /// The event name, e.g. `E_PIKE_BLOCKED`.
     pub fn name(&self) -> &'a str {
-        // SAFETY: the host hands over a valid, UTF-8 checked name for the call.
-        let b = unsafe { self.raw.name.as_bytes() };
-        std::str::from_utf8(b).unwrap_or("")
+        // SAFETY: valid for the call, and UTF-8 by the ABI contract (see `EviEvent`).
+        unsafe { std::str::from_utf8_unchecked(self.raw.name.as_bytes()) }
     }
 
     pub fn id(&self) -> u32 {

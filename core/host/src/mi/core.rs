@@ -83,7 +83,7 @@ fn events_list(s: &Shared, _p: &Map<String, Value>) -> MiResult {
         .registry
         .events()
         .iter()
-        .map(|e| json!({"name": &*e.name, "id": e.id}))
+        .map(|e| json!({"name": e.name, "id": e.id}))
         .collect();
     Ok(json!({ "Events": events }))
 }
@@ -133,7 +133,7 @@ fn subscribers_list(s: &Shared, p: &Map<String, Value>) -> MiResult {
                 let subs = live(e, now);
                 (!subs.is_empty()).then(|| {
                     let list: Vec<_> = subs.iter().map(|x| subscriber_json(x, now)).collect();
-                    json!({"name": &*e.name, "id": e.id, "Subscribers": list})
+                    json!({"name": e.name, "id": e.id, "Subscribers": list})
                 })
             })
             .collect();
@@ -151,7 +151,7 @@ fn subscribers_list(s: &Shared, p: &Map<String, Value>) -> MiResult {
             .filter(|x| !x.is_expired(now))
             .ok_or_else(|| MiError::new(404, "Subscriber does not exist"))?;
         return Ok(
-            json!({"Event": {"name": &*e.name, "id": e.id, "Subscriber": subscriber_json(&sub, now)}}),
+            json!({"Event": {"name": e.name, "id": e.id, "Subscriber": subscriber_json(&sub, now)}}),
         );
     }
     let subs = live(&e, now);
@@ -159,7 +159,7 @@ fn subscribers_list(s: &Shared, p: &Map<String, Value>) -> MiResult {
         return Ok(json!({"Event": {}}));
     }
     let list: Vec<_> = subs.iter().map(|x| subscriber_json(x, now)).collect();
-    Ok(json!({"Event": {"name": &*e.name, "id": e.id, "Subscribers": list}}))
+    Ok(json!({"Event": {"name": e.name, "id": e.id, "Subscribers": list}}))
 }
 
 /// Owned params decoded from MI, borrowed as `ParamRef`s for the raise.

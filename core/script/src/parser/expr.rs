@@ -3,10 +3,10 @@
 //! Precedence, loosest first: `||` (`or`), `&&` (`and`), `|`, `^`, `&`, comparisons and
 //! `=~`/`!~` (non-associative), `<< >>`, `+ -`, `* / %`, unary `!` (`not`), `-`, `~`.
 
+use super::{too_deep, PResult, Parser, MAX_EXPR_NODES, MAX_NESTING};
 use crate::ast::{Arg, ArgKind, BinOp, Builtin, Call, CmpOp, Expr, FmtPart, Func, MatchRe, PVar};
 use crate::diag::Pos;
 use crate::lexer::{Tok, Token};
-use crate::parser::{PResult, Parser, MAX_NESTING};
 use crate::pvar::{parse_format, parse_pvar};
 use crate::value::Value;
 
@@ -14,21 +14,36 @@ impl Parser<'_> {
     pub fn expr(&mut self) -> PResult<Expr> {
         if self.depth >= MAX_NESTING {
             let pos = self.here();
-            self.error_at(
-                &pos,
-                format!("expression nested more than {MAX_NESTING} deep"),
-            );
+            self.error_at(&pos, too_deep());
             return Err(());
         }
+        if self.expr_level == 0 {
+            self.nodes = 0;
+        }
         self.depth += 1;
+        self.expr_level += 1;
         let r = self.or_expr();
+        self.expr_level -= 1;
         self.depth -= 1;
         r
+    }
+
+    /// Accounts for one more operator node of the current expression.
+    fn node(&mut self) -> PResult<()> {
+        self.nodes += 1;
+        if self.nodes > MAX_EXPR_NODES {
+            let pos = self.here();
+            let msg = format!("expression too long (more than {MAX_EXPR_NODES} operators)");
+            self.error_at(&pos, msg);
+            return Err(());
+        }
+        Ok(())
     }
 
     fn or_expr(&mut self) -> PResult<Expr> {
         let mut l = self.and_expr()?;
         while self.at(&Tok::Or) || self.at_ident("or") {
+            self.node()?;
             self.bump();
             l = Expr::Or(Box::new(l), Box::new(self.and_expr()?));
         }
@@ -38,6 +53,7 @@ impl Parser<'_> {
     fn and_expr(&mut self) -> PResult<Expr> {
         let mut l = self.bit_expr(0)?;
         while self.at(&Tok::And) || self.at_ident("and") {
+            self.node()?;
             self.bump();
             l = Expr::And(Box::new(l), Box::new(self.bit_expr(0)?));
         }
@@ -57,6 +73,7 @@ impl Parser<'_> {
         let (tok, op) = &OPS[level as usize];
         let mut l = self.bit_expr(level + 1)?;
         while self.at(tok) {
+            self.node()?;
             let pos = self.here();
             self.bump();
             let r = self.bit_expr(level + 1)?;
@@ -76,6 +93,7 @@ impl Parser<'_> {
             Tok::Le => CmpOp::Le,
             Tok::Ge => CmpOp::Ge,
             Tok::Match | Tok::NotMatch => {
+                self.node()?;
                 let negate = self.at(&Tok::NotMatch);
                 self.bump();
                 let rpos = self.here();
@@ -99,6 +117,7 @@ impl Parser<'_> {
             }
             _ => return Ok(l),
         };
+        self.node()?;
         self.bump();
         let r = self.shift_expr()?;
         Ok(Expr::Cmp(op, Box::new(l), Box::new(r)))
@@ -112,6 +131,7 @@ impl Parser<'_> {
                 Tok::Shr => BinOp::Shr,
                 _ => return Ok(l),
             };
+            self.node()?;
             let pos = self.here();
             self.bump();
             let r = self.add_expr()?;
@@ -127,6 +147,7 @@ impl Parser<'_> {
                 Tok::Minus => BinOp::Sub,
                 _ => return Ok(l),
             };
+            self.node()?;
             let pos = self.here();
             self.bump();
             let r = self.mul_expr()?;
@@ -143,6 +164,7 @@ impl Parser<'_> {
                 Tok::Percent => BinOp::Mod,
                 _ => return Ok(l),
             };
+            self.node()?;
             let pos = self.here();
             self.bump();
             let r = self.unary()?;
@@ -163,6 +185,7 @@ impl Parser<'_> {
             Tok::BitNot => |e, p| Expr::BitNot(Box::new(e), p),
             _ => return self.primary(),
         };
+        self.node()?;
         self.bump();
         // Unary chains (`!!!!x`) nest like parentheses do.
         let inner = self.expr_nested(Self::unary)?;
@@ -172,10 +195,7 @@ impl Parser<'_> {
     fn expr_nested(&mut self, f: fn(&mut Self) -> PResult<Expr>) -> PResult<Expr> {
         if self.depth >= MAX_NESTING {
             let pos = self.here();
-            self.error_at(
-                &pos,
-                format!("expression nested more than {MAX_NESTING} deep"),
-            );
+            self.error_at(&pos, too_deep());
             return Err(());
         }
         self.depth += 1;
