@@ -5,6 +5,11 @@ use evi_host::loader::Library;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Events are allocated by raisers and freed on module threads; glibc malloc serialises such
+/// cross-thread frees on an arena lock, mimalloc does not.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: evid [-f FILE] [-c] [-V] [--describe-module FILE.so]
 

@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// As in the evid binary: events are allocated by the raiser and freed by a module thread.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     exe.parent()

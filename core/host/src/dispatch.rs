@@ -87,13 +87,7 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
 impl Shared {
     /// An async transport's late outcome for delivery `delivery` (the subscriber id).
     pub(crate) fn delivery_status(&self, delivery: u64, status: EviStatus, msg: &[u8]) {
-        let sub = self.registry.events().iter().find_map(|e| {
-            e.subscribers
-                .load()
-                .iter()
-                .find(|s| s.id == delivery)
-                .cloned()
-        });
+        let sub = self.registry.subscriber(delivery);
         match sub {
             Some(sub) => record(
                 &sub,

@@ -429,6 +429,7 @@ impl Shared {
                     subscribed_at: AtomicI64::new(now),
                     stats: Default::default(),
                 });
+                self.registry.track(&sub);
                 let mut list = Vec::with_capacity(current.len() + 1);
                 list.push(sub);
                 list.extend(current.iter().cloned());

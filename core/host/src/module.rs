@@ -161,8 +161,17 @@ impl Module {
             Ok(()) => true,
             Err(TrySendError::Full(Job::Raise { sub, .. }))
             | Err(TrySendError::Disconnected(Job::Raise { sub, .. })) => {
-                sub.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                let n = sub.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 self.queue_drops.fetch_add(1, Ordering::Relaxed);
+                let now = crate::clock::unix_now();
+                if sub.stats.last_drop_logged.swap(now, Ordering::Relaxed) != now {
+                    log::warn!(
+                        "module {}: queue full ({} jobs), dropping events for {} ({n} so far)",
+                        self.name,
+                        self.queue_size,
+                        sub.socket
+                    );
+                }
                 false
             }
             Err(_) => false,

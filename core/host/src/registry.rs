@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 /// OpenSIPS's limit on event names (`MAX_EVENT_NAME`).
 pub const MAX_EVENT_NAME: usize = 64;
@@ -29,6 +29,8 @@ pub struct SubscriberStats {
     pub last_error: Mutex<Option<String>>,
     /// Unix second of the last failure log line (failures are logged at most once a second).
     pub(crate) last_logged: AtomicI64,
+    /// Unix second of the last drop log line (likewise).
+    pub(crate) last_drop_logged: AtomicI64,
 }
 
 /// One subscription of one socket to one event.
@@ -86,6 +88,9 @@ pub struct Registry {
     /// on the module's thread and then insert, as one step).
     pub(crate) write: Mutex<()>,
     next_sub_id: AtomicU64,
+    /// Subscriber id → subscriber, for async delivery reports (the delivery id is the
+    /// subscriber id). Weak: a report for a subscriber that is gone is ignored.
+    by_id: RwLock<HashMap<u64, Weak<Subscriber>>>,
 }
 
 impl Registry {
@@ -148,6 +153,21 @@ impl Registry {
 
     pub(crate) fn next_subscriber_id(&self) -> u64 {
         self.next_sub_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Remember a new subscriber for [`Registry::subscriber`].
+    pub(crate) fn track(&self, sub: &Arc<Subscriber>) {
+        let mut m = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= 1024 && m.len().is_power_of_two() {
+            m.retain(|_, w| w.strong_count() > 0);
+        }
+        m.insert(sub.id, Arc::downgrade(sub));
+    }
+
+    /// A subscriber by id, while anything still holds it.
+    pub fn subscriber(&self, id: u64) -> Option<Arc<Subscriber>> {
+        let m = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        m.get(&id).and_then(Weak::upgrade)
     }
 }
 
