@@ -111,3 +111,11 @@ pub fn golden(rel: &str) -> Vec<u8> {
     let p = root.join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("golden file {}: {e}", p.display()))
 }
+
+/// The Python with the test peers (`opensips` package) that `scripts/test-deps` installs.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("EVID_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python"));
+    require(p)
+}
