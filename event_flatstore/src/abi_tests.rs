@@ -74,6 +74,19 @@ unsafe extern "C" fn fake_raise(
     EviStatus::OK
 }
 
+unsafe extern "C" fn fake_has_route(_: *mut c_void, _: EviStr) -> bool {
+    false
+}
+
+unsafe extern "C" fn fake_run_route(
+    _: *mut c_void,
+    _: EviStr,
+    _: *const evi_sdk::abi::EviEvent,
+    _: EviWriter,
+) -> EviStatus {
+    EviStatus::ERROR
+}
+
 /// A host that lives forever: the SDK's `log` forwarding keeps a global pointer to it.
 fn fake_host() -> (&'static EviHost, &'static Mutex<Vec<Raised>>) {
     let raised: &'static Mutex<Vec<Raised>> = Box::leak(Box::new(Mutex::new(Vec::new())));
@@ -86,6 +99,8 @@ fn fake_host() -> (&'static EviHost, &'static Mutex<Vec<Raised>>) {
         raise_event: fake_raise,
         delivery_status: fake_delivery,
         mi_execute: fake_mi,
+        has_event_route: fake_has_route,
+        run_event_route: fake_run_route,
     }));
     (host, raised)
 }
@@ -229,6 +244,7 @@ fn through_the_exported_declaration() {
         n_params: params.len(),
         json: EviStr::EMPTY,
         raised_at_us: 0,
+        depth: 0,
     };
     let st = unsafe { (t.raise)(inst, sock, &ev, 0, writer(&mut err)) };
     assert_eq!(st, EviStatus::OK);

@@ -1,6 +1,6 @@
 //! The host API: what a module may ask of the daemon.
 
-use crate::{AbiLayout, EviParam, EviStatus, EviStr, EviWriter};
+use crate::{AbiLayout, EviEvent, EviParam, EviStatus, EviStr, EviWriter};
 use core::ffi::c_void;
 
 /// Log levels, as in the `log` crate.
@@ -44,6 +44,17 @@ pub struct EviHost {
     /// runs; call it from the MI transport's own threads.
     pub mi_execute:
         unsafe extern "C" fn(ctx: *mut c_void, request: EviStr, reply: EviWriter) -> EviStatus,
+    /// Whether the script has an `event_route[name]` block.
+    pub has_event_route: unsafe extern "C" fn(ctx: *mut c_void, name: EviStr) -> bool,
+    /// Run the script's `event_route[name]` with `event`'s params (`$param`), synchronously on
+    /// the calling thread. Raises made by the route are nested one level deeper than `event`.
+    /// `ERROR` with the reason (and its FILE:LINE:COL) in `err` when the route fails.
+    pub run_event_route: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        name: EviStr,
+        event: *const EviEvent,
+        err: EviWriter,
+    ) -> EviStatus,
 }
 
 // SAFETY: every function is documented thread-safe; ctx is an opaque handle.

@@ -128,6 +128,9 @@ pub struct EviEvent {
     pub json: EviStr,
     /// Wall-clock time of the raise, microseconds since the Unix epoch.
     pub raised_at_us: i64,
+    /// How many script routes this raise is nested in: 0 for a raise from outside any
+    /// `event_route`; the host refuses raises deeper than 100 (OpenSIPS's limit).
+    pub depth: u32,
 }
 
 /// An output sink the callee writes bytes into; the caller owns the buffer behind `ctx`.

@@ -136,7 +136,7 @@ fn run(file: &std::path::Path) -> ExitCode {
     if let Some(l) = prepared.settings.log_level {
         log::set_max_level(level_filter(l));
     }
-    let (host, _script) = match prepared.start() {
+    let host = match prepared.start() {
         Ok(x) => x,
         Err(errs) => return report(file, &errs),
     };

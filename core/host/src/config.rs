@@ -2,14 +2,12 @@
 //! script's checks, module start-up and `startup_route`. Every error carries FILE:LINE:COL, and
 //! all of them are collected before anything starts.
 
-use crate::event::{ParamRef, ValueRef};
 use crate::host::{Host, DEFAULT_QUEUE_SIZE};
 use crate::loader::{find_module, Library};
 use crate::modparam::{self, ConfigValue, ModparamValue};
-use evi_script::{
-    Diagnostic, Item, Literal, LogLevel, Pos, Script, ScriptHost, ScriptParam, ScriptValue,
-};
+use evi_script::{Diagnostic, Item, Literal, Pos, Script};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Global params evid understands.
 #[derive(Debug, Clone)]
@@ -110,6 +108,23 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
                 }
             }
             Err(e) => errors.push(Diagnostic::at(pos, e.to_string())),
+        }
+    }
+    // OpenSIPS 3.x has the route transport in its core, so its configs never load it: evid
+    // loads event_route.so itself when the script has event_route blocks.
+    if let Some((_, pos)) = script.event_routes().first() {
+        if !modules.iter().any(|m| m.lib.name == "event_route") {
+            match find_module("event_route", &settings.mpath).and_then(|p| Library::open(&p)) {
+                Ok(lib) => modules.push(PreparedModule {
+                    lib,
+                    params: Vec::new(),
+                    pos: pos.clone(),
+                }),
+                Err(e) => errors.push(Diagnostic::at(
+                    pos,
+                    format!("event_route blocks need the event_route module: {e}"),
+                )),
+            }
         }
     }
     for item in &script.items {
@@ -219,38 +234,45 @@ pub fn level_filter(l: i64) -> log::LevelFilter {
 impl Prepared {
     /// Start every module in load order, publish script events, run `startup_route`.
     /// On any failure, what already started is stopped again.
-    pub fn start(self) -> Result<(Host, Script), Vec<Diagnostic>> {
+    pub fn start(self) -> Result<Host, Vec<Diagnostic>> {
         let host = Host::new(self.settings.queue_size);
+        let script = Arc::new(self.script);
+        // Before any module starts: the route transport checks `route:NAME` against the script.
+        host.set_script(script.clone(), self.settings.max_while_loops);
+        let fail = |host: Host, pos: &Pos, why: String| {
+            host.shutdown();
+            Err(vec![Diagnostic::at(pos, why)])
+        };
         for PreparedModule { lib, params, pos } in self.modules {
             if let Err(why) = host.start_module(lib, &params) {
-                host.shutdown();
-                return Err(vec![Diagnostic::at(&pos, why)]);
+                return fail(host, &pos, why);
             }
         }
-        let script = self.script;
         for (name, pos) in script
             .event_routes()
             .into_iter()
             .chain(script.literal_events())
         {
             if let Err(why) = host.publish(&name) {
-                host.shutdown();
-                return Err(vec![Diagnostic::at(&pos, why)]);
+                return fail(host, &pos, why);
+            }
+        }
+        // OpenSIPS subscribes every event_route block to its event, permanently.
+        for (name, pos) in script.event_routes() {
+            if let Err(why) = host.subscribe(&name, &format!("route:{name}"), None) {
+                return fail(host, &pos, why.to_string());
             }
         }
         if script.has_startup_route() {
-            let mut interp = evi_script::Interpreter::new(&script, &host);
-            if let Some(n) = self.settings.max_while_loops {
-                interp.set_max_while_loops(n);
-            }
-            if let Err(d) = interp.run_startup() {
-                drop(interp);
+            if let Err(d) = host.run_startup() {
                 host.shutdown();
                 return Err(vec![d]);
             }
         }
+        let mut host = host;
+        host.start_timer_routes();
         host.set_ready();
-        Ok((host, script))
+        Ok(host)
     }
 }
 
@@ -261,43 +283,4 @@ pub fn exe_dir() -> Vec<PathBuf> {
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .into_iter()
         .collect()
-}
-
-impl ScriptHost for Host {
-    fn subscribe_event(
-        &self,
-        event: &str,
-        socket: &str,
-        expire: Option<i64>,
-    ) -> Result<(), String> {
-        let expire = expire.filter(|e| *e > 0);
-        self.subscribe(event, socket, expire)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    fn raise_event(&self, event: &str, params: &[ScriptParam]) -> Result<(), String> {
-        let refs: Vec<ParamRef<'_>> = params
-            .iter()
-            .map(|p| ParamRef {
-                name: p.name.as_deref(),
-                value: match &p.value {
-                    ScriptValue::Null => ValueRef::Null,
-                    ScriptValue::Int(i) => ValueRef::Int(*i),
-                    ScriptValue::Str(s) => ValueRef::Str(s.as_bytes()),
-                },
-            })
-            .collect();
-        self.raise(event, &refs).map(|_| ())
-    }
-
-    fn log(&self, level: LogLevel, msg: &str) {
-        let l = match level {
-            LogLevel::Error => log::Level::Error,
-            LogLevel::Warn => log::Level::Warn,
-            LogLevel::Notice | LogLevel::Info => log::Level::Info,
-            LogLevel::Debug => log::Level::Debug,
-        };
-        log::log!(target: "script", l, "{}", msg.trim_end_matches('\n'));
-    }
 }

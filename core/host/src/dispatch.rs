@@ -16,10 +16,35 @@ pub struct Raised {
     pub dropped: usize,
 }
 
+/// OpenSIPS's limit on raises nested inside event routes (`MAX_REC_LEV`).
+pub const MAX_ROUTE_DEPTH: u32 = 100;
+
+thread_local! {
+    /// Depth of the `event_route` this thread is running (0 outside any): a raise made by the
+    /// route is one level deeper. A plain `Cell`: no destructor, so module threads never pin
+    /// anything at exit.
+    static ROUTE_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Run `f` as part of a route handling an event of depth `depth`.
+pub(crate) fn in_route<R>(depth: u32, f: impl FnOnce() -> R) -> R {
+    let before = ROUTE_DEPTH.with(|d| d.replace(depth + 1));
+    let r = f();
+    ROUTE_DEPTH.with(|d| d.set(before));
+    r
+}
+
 impl Shared {
     /// Raise event `id`. Never blocks: each subscriber's module queue either takes the event or
     /// the drop is counted on that subscriber.
     pub(crate) fn raise(&self, id: u32, params: &[ParamRef<'_>]) -> Result<Raised, String> {
+        let depth = ROUTE_DEPTH.with(|d| d.get());
+        if depth >= MAX_ROUTE_DEPTH {
+            let name = self.registry.with_event(id, |e| e.name).unwrap_or("?");
+            return Err(format!(
+                "{name} not raised: raises nested {MAX_ROUTE_DEPTH} deep in event routes (a route raising the event it handles?)"
+            ));
+        }
         self.registry
             .with_event(id, |entry| {
                 entry.raised.fetch_add(1, Ordering::Relaxed);
@@ -37,6 +62,7 @@ impl Shared {
                     entry.name,
                     params,
                     self.clock.now_us(),
+                    depth,
                 ));
                 for sub in subs.iter() {
                     if sub.is_expired(now) {

@@ -62,6 +62,8 @@ pub struct RaisedEvent {
     pub id: u32,
     pub name: &'static str,
     pub raised_at_us: i64,
+    /// Script routes this raise is nested in (see `route_depth`).
+    pub depth: u32,
     slots: Slots,
     bytes: Bytes,
     json: OnceLock<Box<[u8]>>,
@@ -73,6 +75,7 @@ impl RaisedEvent {
         name: &'static str,
         params: &[ParamRef<'_>],
         raised_at_us: i64,
+        depth: u32,
     ) -> RaisedEvent {
         let size: usize = params
             .iter()
@@ -120,6 +123,7 @@ impl RaisedEvent {
             id,
             name,
             raised_at_us,
+            depth,
             slots,
             bytes,
             json: OnceLock::new(),
@@ -202,6 +206,7 @@ impl RaisedEvent {
                 n_params: p.len(),
                 json,
                 raised_at_us: self.raised_at_us,
+                depth: self.depth,
             })
         })
     }
@@ -254,7 +259,7 @@ mod tests {
             ParamRef::named("user", ValueRef::Str(b"alice")),
             ParamRef::positional(ValueRef::Null),
         ];
-        let moved = Box::new(RaisedEvent::new(3, "E_X", &params, 0));
+        let moved = Box::new(RaisedEvent::new(3, "E_X", &params, 0, 0));
         check(&moved);
         assert_eq!(
             moved.json(),
@@ -271,7 +276,7 @@ mod tests {
             ParamRef::positional(ValueRef::Null),
         ];
         params.extend((0..20).map(|_| ParamRef::named("big", ValueRef::Str(&big))));
-        let ev = RaisedEvent::new(1, "E_Y", &params, 0);
+        let ev = RaisedEvent::new(1, "E_Y", &params, 0, 0);
         check(&ev);
         assert_eq!(ev.len(), 23);
         ev.with_params(|p| assert_eq!(unsafe { p[22].value.str.as_bytes() }, &big[..]));

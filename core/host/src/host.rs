@@ -41,12 +41,20 @@ pub(crate) struct Shared {
     /// Set once start-up (modules, `startup_route`) is done; MI requests wait for it, so a
     /// client never sees a half-configured daemon.
     pub ready: (std::sync::Mutex<bool>, std::sync::Condvar),
+    /// The config's script, for `event_route` runs (set once, before modules start).
+    pub script: std::sync::OnceLock<ScriptState>,
+}
+
+pub(crate) struct ScriptState {
+    pub script: Arc<evi_script::Script>,
+    pub max_while_loops: Option<u64>,
 }
 
 /// The evid host. Dropping it without [`Host::shutdown`] stops it too.
 pub struct Host {
     pub(crate) shared: Arc<Shared>,
     timer: Option<JoinHandle<()>>,
+    timer_routes: Option<JoinHandle<()>>,
 }
 
 /// Why a subscribe failed.
@@ -90,6 +98,7 @@ impl Host {
             stopping: AtomicBool::new(false),
             queue_size: queue_size.max(1),
             ready: Default::default(),
+            script: Default::default(),
         });
         for e in CORE_EVENTS {
             let _ = shared.registry.publish(e);
@@ -100,7 +109,11 @@ impl Host {
             .name("evid:timer".into())
             .spawn(move || timer(weak))
             .ok();
-        Host { shared, timer }
+        Host {
+            shared,
+            timer,
+            timer_routes: None,
+        }
     }
 
     /// Start a checked library as a module: its thread, `init`, its protos, events and MI commands.
@@ -216,6 +229,39 @@ impl Host {
         self.shared.raise(id, params)
     }
 
+    /// Give the host the config's script (once): `event_route` blocks run from it.
+    pub fn set_script(&self, script: Arc<evi_script::Script>, max_while_loops: Option<u64>) {
+        let _ = self.shared.script.set(ScriptState {
+            script,
+            max_while_loops,
+        });
+    }
+
+    /// Run the script's `startup_route`, if any.
+    pub fn run_startup(&self) -> Result<(), evi_script::Diagnostic> {
+        self.shared
+            .with_interpreter(|i| i.run_startup())
+            .unwrap_or(Ok(()))
+    }
+
+    /// Run the script's `timer_route[name, secs]` blocks every `secs` seconds, on one thread,
+    /// until the host stops. A route that fails is logged and runs again next time.
+    pub fn start_timer_routes(&mut self) {
+        let Some(state) = self.shared.script.get() else {
+            return;
+        };
+        let routes = state.script.timer_routes();
+        if routes.is_empty() || self.timer_routes.is_some() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.shared);
+        self.timer_routes = std::thread::Builder::new()
+            .name("evid:timer_route".into())
+            .spawn(move || crate::script_host::run_timer_routes(weak, routes))
+            .map_err(|e| log::error!("cannot start the timer_route thread: {e}"))
+            .ok();
+    }
+
     /// Start-up is complete: let MI requests through.
     pub fn set_ready(&self) {
         let (lock, cv) = &self.shared.ready;
@@ -260,7 +306,10 @@ impl Host {
             return;
         }
         self.shared.ready.1.notify_all();
-        if let Some(t) = self.timer.take() {
+        for t in [self.timer.take(), self.timer_routes.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
         }
         let modules = std::mem::take(

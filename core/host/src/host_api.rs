@@ -3,7 +3,9 @@
 
 use crate::event::{ParamRef, ValueRef};
 use crate::host::Shared;
-use evi_abi::{EviHost, EviParam, EviStatus, EviStr, EviWriter, EVI_VALUE_INT, EVI_VALUE_STR};
+use evi_abi::{
+    EviEvent, EviHost, EviParam, EviStatus, EviStr, EviWriter, EVI_VALUE_INT, EVI_VALUE_STR,
+};
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Weak;
@@ -24,6 +26,8 @@ pub(crate) fn table(ctx: *mut c_void) -> EviHost {
         raise_event: host_raise,
         delivery_status: host_delivery_status,
         mi_execute: host_mi_execute,
+        has_event_route: host_has_event_route,
+        run_event_route: host_run_event_route,
     }
 }
 
@@ -171,6 +175,45 @@ unsafe extern "C" fn host_mi_execute(
                 EviStatus::OK
             }
             None => EviStatus::NO_REPLY,
+        }
+    }))
+    .unwrap_or(EviStatus::ERROR)
+}
+
+unsafe extern "C" fn host_has_event_route(c: *mut c_void, name: EviStr) -> bool {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`; name is valid for the call.
+        let c = unsafe { ctx(c) };
+        let name = String::from_utf8_lossy(unsafe { name.as_bytes() });
+        c.shared.upgrade().is_some_and(|s| s.has_event_route(&name))
+    }))
+    .unwrap_or(false)
+}
+
+unsafe extern "C" fn host_run_event_route(
+    c: *mut c_void,
+    name: EviStr,
+    event: *const EviEvent,
+    err: EviWriter,
+) -> EviStatus {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`; name and event are valid for the call.
+        let c = unsafe { ctx(c) };
+        let Some(shared) = c.shared.upgrade() else {
+            write(err, "host is stopping");
+            return EviStatus::ERROR;
+        };
+        if event.is_null() {
+            write(err, "no event");
+            return EviStatus::ERROR;
+        }
+        let name = String::from_utf8_lossy(unsafe { name.as_bytes() });
+        match shared.run_event_route(&name, unsafe { &*event }) {
+            Ok(()) => EviStatus::OK,
+            Err(d) => {
+                write(err, &d.to_string());
+                EviStatus::ERROR
+            }
         }
     }))
     .unwrap_or(EviStatus::ERROR)

@@ -1,7 +1,145 @@
-//! The script functions the host provides (checked at `evid -c` time).
+//! The host as the script sees it: `subscribe_event`, `raise_event`, `xlog`, and running
+//! `event_route` blocks for the route transport.
 
-use evi_script::FunctionSpec;
+use crate::dispatch::in_route;
+use crate::event::{ParamRef, ValueRef};
+use crate::host::Shared;
+use evi_abi::{EviEvent, EVI_VALUE_INT, EVI_VALUE_STR};
+use evi_script::{
+    Diagnostic, FunctionSpec, Interpreter, LogLevel, ScriptHost, ScriptParam, ScriptValue,
+};
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
 
 pub fn functions() -> Vec<FunctionSpec> {
     evi_script::builtin_functions()
+}
+
+impl Shared {
+    /// Run `f` with an interpreter over the config's script (`None` without a script).
+    pub(crate) fn with_interpreter<R>(&self, f: impl FnOnce(&Interpreter<'_>) -> R) -> Option<R> {
+        let state = self.script.get()?;
+        let mut interp = Interpreter::new(&state.script, self);
+        if let Some(n) = state.max_while_loops {
+            interp.set_max_while_loops(n);
+        }
+        Some(f(&interp))
+    }
+
+    pub(crate) fn has_event_route(&self, name: &str) -> bool {
+        self.script
+            .get()
+            .is_some_and(|s| s.script.has_event_route(name))
+    }
+
+    /// Run `event_route[name]` for `event` on this thread; its raises nest one level deeper.
+    pub(crate) fn run_event_route(&self, name: &str, event: &EviEvent) -> Result<(), Diagnostic> {
+        let raw = if event.params.is_null() || event.n_params == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the caller's event is valid for this call.
+            unsafe { std::slice::from_raw_parts(event.params, event.n_params) }
+        };
+        let params: Vec<ScriptParam> = raw
+            .iter()
+            .map(|p| {
+                // SAFETY: as above.
+                let (n, v) = unsafe { (p.name.as_bytes(), p.value.str.as_bytes()) };
+                ScriptParam {
+                    name: (!n.is_empty()).then(|| String::from_utf8_lossy(n).into_owned()),
+                    value: match p.value.kind {
+                        EVI_VALUE_INT => ScriptValue::Int(p.value.int),
+                        EVI_VALUE_STR => ScriptValue::Str(String::from_utf8_lossy(v).into_owned()),
+                        _ => ScriptValue::Null,
+                    },
+                }
+            })
+            .collect();
+        in_route(event.depth, || {
+            self.with_interpreter(|i| i.run_event_route(name, &params))
+        })
+        .unwrap_or_else(|| {
+            Err(Diagnostic::at(
+                &evi_script::Pos::nowhere("evid"),
+                "evid has no script",
+            ))
+        })
+    }
+}
+
+impl ScriptHost for Shared {
+    fn subscribe_event(
+        &self,
+        event: &str,
+        socket: &str,
+        expire: Option<i64>,
+    ) -> Result<(), String> {
+        let expire = expire.filter(|e| *e > 0);
+        self.subscribe(event, socket, expire)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn raise_event(&self, event: &str, params: &[ScriptParam]) -> Result<(), String> {
+        let refs: Vec<ParamRef<'_>> = params
+            .iter()
+            .map(|p| ParamRef {
+                name: p.name.as_deref(),
+                value: match &p.value {
+                    ScriptValue::Null => ValueRef::Null,
+                    ScriptValue::Int(i) => ValueRef::Int(*i),
+                    ScriptValue::Str(s) => ValueRef::Str(s.as_bytes()),
+                },
+            })
+            .collect();
+        let id = self
+            .registry
+            .lookup(event)
+            .ok_or_else(|| format!("unknown event {event}"))?;
+        self.raise(id, &refs).map(|_| ())
+    }
+
+    fn log(&self, level: LogLevel, msg: &str) {
+        log::log!(target: "script", to_log(level), "{}", msg.trim_end_matches('\n'));
+    }
+
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        to_log(level) <= log::max_level()
+    }
+}
+
+fn to_log(level: LogLevel) -> log::Level {
+    match level {
+        LogLevel::Error => log::Level::Error,
+        LogLevel::Warn => log::Level::Warn,
+        LogLevel::Notice | LogLevel::Info => log::Level::Info,
+        LogLevel::Debug => log::Level::Debug,
+    }
+}
+
+/// The timer_route loop: each route runs every `secs` seconds, first `secs` after start.
+pub(crate) fn run_timer_routes(shared: Weak<Shared>, routes: Vec<(String, u32)>) {
+    let start = Instant::now();
+    let mut next: Vec<Instant> = routes
+        .iter()
+        .map(|(_, s)| start + Duration::from_secs(u64::from(*s)))
+        .collect();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(s) = shared.upgrade() else { return };
+        if s.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = Instant::now();
+        for ((name, secs), due) in routes.iter().zip(next.iter_mut()) {
+            if now < *due {
+                continue;
+            }
+            *due += Duration::from_secs(u64::from(*secs));
+            if let Some(Err(d)) = s.with_interpreter(|i| i.run_timer(name)) {
+                log::error!("timer_route[{name}] failed: {d}");
+            }
+        }
+    }
 }

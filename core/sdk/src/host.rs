@@ -86,6 +86,33 @@ impl Host {
         (st != EviStatus::NO_REPLY).then_some(reply)
     }
 
+    /// Whether the script has an `event_route[name]` block.
+    pub fn has_event_route(&self, name: &str) -> bool {
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        unsafe { (api.has_event_route)(api.ctx, EviStr::new(name.as_bytes())) }
+    }
+
+    /// Run the script's `event_route[name]` with `event`'s params, on this thread.
+    pub fn run_event_route(&self, name: &str, event: &crate::Event<'_>) -> Result<(), String> {
+        let mut err = String::new();
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        let st = unsafe {
+            (api.run_event_route)(
+                api.ctx,
+                EviStr::new(name.as_bytes()),
+                event.raw(),
+                string_writer(&mut err),
+            )
+        };
+        if st == EviStatus::OK {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+
     pub(crate) fn log(&self, level: log::Level, msg: &str) {
         let api = self.api();
         // SAFETY: arguments are valid for the call.

@@ -48,7 +48,7 @@ pub use mi::{ok as mi_ok, MiError, MiParams, MiResult};
 pub use module::{Delivery, Module, Raised, Transport};
 pub use params::{ParamValue, Params};
 pub use serde_json as json;
-pub use value::{Event, Param, Value};
+pub use value::{Event, OwnedEvent, Param, Value};
 
 /// Param constructors for the `params:` table of [`export_module!`].
 pub use params as param;

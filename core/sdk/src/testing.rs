@@ -72,6 +72,7 @@ impl TestEvent {
             n_params: raw.len(),
             json: EviStr::new(&self.json),
             raised_at_us: 0,
+            depth: 0,
         };
         // SAFETY: `ev` and everything it points to outlive the call.
         f(&unsafe { Event::from_raw(&ev) })

@@ -117,4 +117,87 @@ impl<'a> Event<'a> {
     pub fn raised_at_us(&self) -> i64 {
         self.raw.raised_at_us
     }
+
+    /// How many script routes this raise is nested in (0 outside any `event_route`).
+    pub fn depth(&self) -> u32 {
+        self.raw.depth
+    }
+
+    pub(crate) fn raw(&self) -> &'a EviEvent {
+        self.raw
+    }
+
+    /// Copy the event, to deliver it after `raise` returns (e.g. from the module's own worker).
+    pub fn to_owned(&self) -> OwnedEvent {
+        OwnedEvent {
+            id: self.id(),
+            name: self.name().to_string(),
+            params: self
+                .params()
+                .map(|p| {
+                    let v = match p.value {
+                        Value::Null => OwnedValue::Null,
+                        Value::Int(i) => OwnedValue::Int(i),
+                        Value::Str(s) => OwnedValue::Str(s.to_vec()),
+                    };
+                    (p.name.map(str::to_string), v)
+                })
+                .collect(),
+            json: self.json().to_vec(),
+            raised_at_us: self.raised_at_us(),
+            depth: self.depth(),
+        }
+    }
+}
+
+enum OwnedValue {
+    Null,
+    Int(i64),
+    Str(Vec<u8>),
+}
+
+/// An event copied out of a `raise` call; [`OwnedEvent::with`] lends it out as an [`Event`] again.
+pub struct OwnedEvent {
+    id: u32,
+    name: String,
+    params: Vec<(Option<String>, OwnedValue)>,
+    json: Vec<u8>,
+    raised_at_us: i64,
+    depth: u32,
+}
+
+impl OwnedEvent {
+    /// The event name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Run `f` with a borrowed [`Event`] view of the copy.
+    pub fn with<R>(&self, f: impl FnOnce(&Event<'_>) -> R) -> R {
+        let raw: Vec<EviParam> = self
+            .params
+            .iter()
+            .map(|(n, v)| EviParam {
+                name: n
+                    .as_ref()
+                    .map_or(EviStr::EMPTY, |n| EviStr::new(n.as_bytes())),
+                value: match v {
+                    OwnedValue::Null => EviValue::NULL,
+                    OwnedValue::Int(i) => EviValue::int(*i),
+                    OwnedValue::Str(s) => EviValue::str(EviStr::new(s)),
+                },
+            })
+            .collect();
+        let ev = EviEvent {
+            id: self.id,
+            name: EviStr::new(self.name.as_bytes()),
+            params: raw.as_ptr(),
+            n_params: raw.len(),
+            json: EviStr::new(&self.json),
+            raised_at_us: self.raised_at_us,
+            depth: self.depth,
+        };
+        // SAFETY: `ev` and everything it points to outlive the call.
+        f(&unsafe { Event::from_raw(&ev) })
+    }
 }

@@ -116,6 +116,8 @@ pub fn golden(rel: &str) -> Vec<u8> {
 pub fn python() -> PathBuf {
     let p = std::env::var_os("EVID_TEST_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python")
+        });
     require(p)
 }

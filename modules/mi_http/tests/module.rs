@@ -56,7 +56,22 @@ static HOST: EviHost = EviHost {
     raise_event,
     delivery_status,
     mi_execute,
+    has_event_route,
+    run_event_route,
 };
+
+unsafe extern "C" fn has_event_route(_: *mut c_void, _: EviStr) -> bool {
+    false
+}
+
+unsafe extern "C" fn run_event_route(
+    _: *mut c_void,
+    _: EviStr,
+    _: *const evi_sdk::abi::EviEvent,
+    _: EviWriter,
+) -> EviStatus {
+    EviStatus::ERROR
+}
 
 fn host() -> Host {
     // SAFETY: HOST is 'static.
