@@ -4,12 +4,11 @@
 use crate::testutil::TempDir;
 use evi_sdk::abi::{
     EviEvent, EviHost, EviMiReply, EviModuleDecl, EviParam, EviParamSpec, EviStatus, EviStr,
-    EviValue, EviWriter, EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_VALUE_INT, EVI_VALUE_NULL,
-    EVI_VALUE_STR,
+    EviValue, EviWriter, EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_VALUE_NULL, EVI_VALUE_STR,
 };
+use evi_sdk::testing::FakeHost;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::Mutex;
 
 extern "C" {
     /// Written by `export_module!` in lib.rs; linked into this test binary.
@@ -35,74 +34,11 @@ fn slice<'a, T>(p: *const T, n: usize) -> &'a [T] {
     }
 }
 
-type Raised = (String, Vec<(String, String)>);
-
-unsafe extern "C" fn fake_log(_: *mut c_void, _: u32, _: EviStr) {}
-unsafe extern "C" fn fake_log_enabled(_: *mut c_void, _: u32) -> bool {
-    false
-}
-unsafe extern "C" fn fake_publish(_: *mut c_void, _: EviStr, _: EviWriter) -> i64 {
-    1
-}
-unsafe extern "C" fn fake_delivery(_: *mut c_void, _: u64, _: EviStatus, _: EviStr) {}
-unsafe extern "C" fn fake_mi(_: *mut c_void, _: EviStr, _: EviWriter) -> EviStatus {
-    EviStatus::NO_REPLY
-}
-unsafe extern "C" fn fake_raise(
-    ctx: *mut c_void,
-    name: EviStr,
-    params: *const EviParam,
-    n: usize,
-    _: EviWriter,
-) -> EviStatus {
-    // SAFETY: ctx is the leaked Mutex below; params are valid for the call.
-    let log = unsafe { &*(ctx as *const Mutex<Vec<Raised>>) };
-    let params = slice(params, n)
-        .iter()
-        .map(|p| {
-            let v = match p.value.kind {
-                EVI_VALUE_STR => text(&p.value.str),
-                EVI_VALUE_INT => p.value.int.to_string(),
-                _ => "null".into(),
-            };
-            (text(&p.name), v)
-        })
-        .collect();
-    log.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((text(&name), params));
-    EviStatus::OK
-}
-
-unsafe extern "C" fn fake_has_route(_: *mut c_void, _: EviStr) -> bool {
-    false
-}
-
-unsafe extern "C" fn fake_run_route(
-    _: *mut c_void,
-    _: EviStr,
-    _: *const evi_sdk::abi::EviEvent,
-    _: EviWriter,
-) -> EviStatus {
-    EviStatus::ERROR
-}
-
-/// A host that lives forever: the SDK's `log` forwarding keeps a global pointer to it.
-fn fake_host() -> (&'static EviHost, &'static Mutex<Vec<Raised>>) {
-    let raised: &'static Mutex<Vec<Raised>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-    let host = Box::leak(Box::new(EviHost {
-        size: std::mem::size_of::<EviHost>(),
-        ctx: raised as *const Mutex<Vec<Raised>> as *mut c_void,
-        log: fake_log,
-        log_enabled: fake_log_enabled,
-        publish_event: fake_publish,
-        raise_event: fake_raise,
-        delivery_status: fake_delivery,
-        mi_execute: fake_mi,
-        has_event_route: fake_has_route,
-        run_event_route: fake_run_route,
-    }));
-    (host, raised)
+/// A host that lives forever and records what the module raises.
+fn fake_host() -> (&'static EviHost, &'static FakeHost) {
+    let fake = FakeHost::new();
+    // SAFETY: the fake host is leaked, so its table is valid for the rest of the process.
+    (unsafe { &*fake.api() }, fake)
 }
 
 unsafe extern "C" fn collect(ctx: *mut c_void, bytes: EviStr) {
@@ -258,12 +194,12 @@ fn through_the_exported_declaration() {
         Some("\"OK\"")
     );
     {
-        let log = raised.lock().unwrap_or_else(|e| e.into_inner());
+        let log = raised.raised();
         let [(name, p)] = log.as_slice() else {
             panic!("one rotation event: {log:?}")
         };
         assert_eq!(name, "E_FLATSTORE_ROTATION");
-        let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_deref().unwrap_or("")).collect();
         assert_eq!(keys, ["timestamp", "reason", "filename", "old_filename"]);
         assert!(
             p[0].1.parse::<i64>().is_ok_and(|t| t > 1_600_000_000),

@@ -379,6 +379,15 @@ pub(crate) fn free_later(sub: Arc<Subscriber>) {
 }
 
 impl Shared {
+    /// The module and transport index serving `proto`.
+    fn transport(&self, proto: &str) -> Option<(Arc<Module>, usize)> {
+        self.protos
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(proto)
+            .cloned()
+    }
+
     /// Wait (at most `timeout`) until start-up is done; false if it is not, or the host stops.
     pub(crate) fn wait_ready(&self, timeout: Duration) -> bool {
         let (lock, cv) = &self.ready;
@@ -402,28 +411,16 @@ impl Shared {
             .by_name(event)
             .ok_or_else(|| SubscribeError::UnknownEvent(event.to_string()))?;
         let (proto, body) = socket.split_once(':').unwrap_or((socket, ""));
-        let (module, tidx) = self
-            .protos
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(proto)
-            .cloned()
-            .ok_or_else(|| {
-                SubscribeError::UnknownProto(format!(
-                    "unknown proto {proto:?} in socket {socket:?}"
-                ))
-            })?;
+        let (module, tidx) = self.transport(proto).ok_or_else(|| {
+            SubscribeError::UnknownProto(format!("unknown proto {proto:?} in socket {socket:?}"))
+        })?;
         let _w = self
             .registry
             .write
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let current = entry.subscribers.load_full();
-        let candidates: Vec<(u64, SocketPtr)> = current
-            .iter()
-            .filter(|s| Arc::ptr_eq(&s.module, &module) && s.transport == tidx)
-            .map(|s| (s.id, SocketPtr(s.handle)))
-            .collect();
+        let candidates = same_transport(&current, &module, tidx);
         let body = body.to_string();
         let unsubscribe = expire == Some(0);
         let outcome = module
@@ -495,12 +492,7 @@ impl Shared {
         socket: &str,
     ) -> Option<Arc<Subscriber>> {
         let (proto, body) = socket.split_once(':').unwrap_or((socket, ""));
-        let (module, tidx) = self
-            .protos
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(proto)
-            .cloned()?;
+        let (module, tidx) = self.transport(proto)?;
         // Under the write lock: candidates' sockets cannot be freed while we compare.
         let _w = self
             .registry
@@ -508,11 +500,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let current = entry.subscribers.load_full();
-        let candidates: Vec<(u64, SocketPtr)> = current
-            .iter()
-            .filter(|s| Arc::ptr_eq(&s.module, &module) && s.transport == tidx)
-            .map(|s| (s.id, SocketPtr(s.handle)))
-            .collect();
+        let candidates = same_transport(&current, &module, tidx);
         let body = body.to_string();
         let id = module
             .call(move |inst| {
@@ -557,6 +545,19 @@ impl Shared {
             }
         }
     }
+}
+
+/// The (id, socket) of the subscribers in `list` that belong to transport `tidx` of `module`:
+/// the only ones a new socket of that transport can match.
+fn same_transport(
+    list: &[Arc<Subscriber>],
+    module: &Arc<Module>,
+    tidx: usize,
+) -> Vec<(u64, SocketPtr)> {
+    list.iter()
+        .filter(|s| Arc::ptr_eq(&s.module, module) && s.transport == tidx)
+        .map(|s| (s.id, SocketPtr(s.handle)))
+        .collect()
 }
 
 enum Parsed {

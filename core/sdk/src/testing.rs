@@ -3,78 +3,227 @@
 //! Integration tests load the real `.so` through the real host (see `evi-testkit`); these only
 //! let a module test its formatting and parsing code in-process.
 
-use crate::Event;
-use evi_abi::{EviEvent, EviParam, EviStr, EviValue};
+use crate::{Event, OwnedEvent};
 
-enum OwnedValue {
-    Null,
-    Int(i64),
-    Str(Vec<u8>),
-}
-
-/// An event owned by a test.
-pub struct TestEvent {
-    name: String,
-    params: Vec<(Option<String>, OwnedValue)>,
-    json: Vec<u8>,
-}
+/// An event built by a test: a builder over [`OwnedEvent`].
+pub struct TestEvent(OwnedEvent);
 
 impl TestEvent {
     pub fn new(name: &str) -> Self {
-        TestEvent {
-            name: name.into(),
-            params: Vec::new(),
-            json: Vec::new(),
-        }
+        TestEvent(OwnedEvent::new(name))
     }
     /// Add an int param (`name` `None` = positional).
     pub fn int(mut self, name: Option<&str>, v: i64) -> Self {
-        self.params.push((name.map(Into::into), OwnedValue::Int(v)));
+        self.0.push(name, crate::value::OwnedValue::Int(v));
         self
     }
     /// Add a string param.
     pub fn str(mut self, name: Option<&str>, v: impl AsRef<[u8]>) -> Self {
-        self.params
-            .push((name.map(Into::into), OwnedValue::Str(v.as_ref().to_vec())));
+        self.0
+            .push(name, crate::value::OwnedValue::Str(v.as_ref().to_vec()));
         self
     }
     /// Add a null param.
     pub fn null(mut self, name: Option<&str>) -> Self {
-        self.params.push((name.map(Into::into), OwnedValue::Null));
+        self.0.push(name, crate::value::OwnedValue::Null);
         self
     }
     /// Set the shared JSON payload the host would have built.
     pub fn json(mut self, json: impl AsRef<[u8]>) -> Self {
-        self.json = json.as_ref().to_vec();
+        self.0.set_json(json.as_ref());
         self
     }
 
     /// Run `f` with a borrowed [`Event`] view, as a transport's `raise` gets it.
     pub fn with<R>(&self, f: impl FnOnce(&Event<'_>) -> R) -> R {
-        let raw: Vec<EviParam> = self
-            .params
+        self.0.with(f)
+    }
+}
+
+/// A host for a module's in-process tests: records raised events, delivery reports and log
+/// lines, and answers MI requests with a closure. Leaked on purpose: the SDK's `log` facade
+/// keeps a pointer to the host of the last `init`, for the life of the process.
+pub struct FakeHost {
+    api: evi_abi::EviHost,
+    mi: Box<MiFn>,
+    raised: std::sync::Mutex<Vec<RecordedRaise>>,
+    statuses: std::sync::Mutex<Vec<(u64, Result<(), String>)>>,
+    logs: std::sync::Mutex<Vec<String>>,
+}
+
+type MiFn = dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync;
+
+/// One `raise_event` a module made: event name, then (param name, value as text).
+pub type RecordedRaise = (String, Vec<(Option<String>, String)>);
+
+impl FakeHost {
+    /// A host whose MI answers every request with a `-32601` error.
+    pub fn new() -> &'static FakeHost {
+        Self::with_mi(|_| {
+            Some(br#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":null}"#.to_vec())
+        })
+    }
+
+    /// A host whose `mi_execute` is `mi`.
+    pub fn with_mi(
+        mi: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'static,
+    ) -> &'static FakeHost {
+        let h: &'static mut FakeHost = Box::leak(Box::new(FakeHost {
+            api: evi_abi::EviHost {
+                size: std::mem::size_of::<evi_abi::EviHost>(),
+                ctx: std::ptr::null_mut(),
+                log: fake::log,
+                log_enabled: fake::log_enabled,
+                publish_event: fake::publish_event,
+                raise_event: fake::raise_event,
+                delivery_status: fake::delivery_status,
+                mi_execute: fake::mi_execute,
+                has_event_route: fake::has_event_route,
+                run_event_route: fake::run_event_route,
+            },
+            mi: Box::new(mi),
+            raised: Default::default(),
+            statuses: Default::default(),
+            logs: Default::default(),
+        }));
+        h.api.ctx = h as *mut FakeHost as *mut std::ffi::c_void;
+        h
+    }
+
+    /// The ABI table, as `init` receives it.
+    pub fn api(&'static self) -> *const evi_abi::EviHost {
+        &self.api
+    }
+
+    /// A [`crate::Host`] handle on it, for code that takes one.
+    pub fn host(&'static self) -> crate::Host {
+        // SAFETY: the table is leaked, so valid for the rest of the process.
+        unsafe { crate::Host::from_raw(&self.api) }
+    }
+
+    /// Every event raised through this host so far.
+    pub fn raised(&self) -> Vec<RecordedRaise> {
+        self.raised
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every delivery report so far.
+    pub fn statuses(&self) -> Vec<(u64, Result<(), String>)> {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+mod fake {
+    use super::FakeHost;
+    use evi_abi::{EviEvent, EviParam, EviStatus, EviStr, EviWriter, EVI_VALUE_INT, EVI_VALUE_STR};
+    use std::ffi::c_void;
+
+    fn me<'a>(ctx: *mut c_void) -> &'a FakeHost {
+        // SAFETY: ctx is the leaked FakeHost (see `with_mi`).
+        unsafe { &*(ctx as *const FakeHost) }
+    }
+
+    fn text(s: EviStr) -> String {
+        // SAFETY: valid for the call.
+        String::from_utf8_lossy(unsafe { s.as_bytes() }).into_owned()
+    }
+
+    pub unsafe extern "C" fn log(ctx: *mut c_void, _level: u32, msg: EviStr) {
+        me(ctx)
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(text(msg));
+    }
+
+    pub unsafe extern "C" fn log_enabled(_: *mut c_void, _: u32) -> bool {
+        true
+    }
+
+    pub unsafe extern "C" fn publish_event(_: *mut c_void, _: EviStr, _: EviWriter) -> i64 {
+        0
+    }
+
+    pub unsafe extern "C" fn raise_event(
+        ctx: *mut c_void,
+        name: EviStr,
+        params: *const EviParam,
+        n: usize,
+        _err: EviWriter,
+    ) -> EviStatus {
+        let raw = if params.is_null() {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(params, n) }
+        };
+        let params = raw
             .iter()
-            .map(|(n, v)| EviParam {
-                name: n
-                    .as_ref()
-                    .map_or(EviStr::EMPTY, |n| EviStr::new(n.as_bytes())),
-                value: match v {
-                    OwnedValue::Null => EviValue::NULL,
-                    OwnedValue::Int(i) => EviValue::int(*i),
-                    OwnedValue::Str(s) => EviValue::str(EviStr::new(s)),
-                },
+            .map(|p| {
+                let v = match p.value.kind {
+                    EVI_VALUE_INT => p.value.int.to_string(),
+                    EVI_VALUE_STR => text(p.value.str),
+                    _ => "null".into(),
+                };
+                let n = text(p.name);
+                ((!n.is_empty()).then_some(n), v)
             })
             .collect();
-        let ev = EviEvent {
-            id: 0,
-            name: EviStr::new(self.name.as_bytes()),
-            params: raw.as_ptr(),
-            n_params: raw.len(),
-            json: EviStr::new(&self.json),
-            raised_at_us: 0,
-            depth: 0,
+        me(ctx)
+            .raised
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((text(name), params));
+        EviStatus::OK
+    }
+
+    pub unsafe extern "C" fn delivery_status(ctx: *mut c_void, d: u64, st: EviStatus, msg: EviStr) {
+        let r = if st == EviStatus::OK {
+            Ok(())
+        } else {
+            Err(text(msg))
         };
-        // SAFETY: `ev` and everything it points to outlive the call.
-        f(&unsafe { Event::from_raw(&ev) })
+        me(ctx)
+            .statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((d, r));
+    }
+
+    pub unsafe extern "C" fn mi_execute(
+        ctx: *mut c_void,
+        request: EviStr,
+        reply: EviWriter,
+    ) -> EviStatus {
+        match (me(ctx).mi)(unsafe { request.as_bytes() }) {
+            Some(r) => {
+                unsafe { (reply.write)(reply.ctx, EviStr::new(&r)) };
+                EviStatus::OK
+            }
+            None => EviStatus::NO_REPLY,
+        }
+    }
+
+    pub unsafe extern "C" fn has_event_route(_: *mut c_void, _: EviStr) -> bool {
+        false
+    }
+
+    pub unsafe extern "C" fn run_event_route(
+        _: *mut c_void,
+        _: EviStr,
+        _: *const EviEvent,
+        e: EviWriter,
+    ) -> EviStatus {
+        unsafe { (e.write)(e.ctx, EviStr::from_static("the fake host has no script")) };
+        EviStatus::ERROR
     }
 }

@@ -150,7 +150,7 @@ impl<'a> Event<'a> {
     }
 }
 
-enum OwnedValue {
+pub(crate) enum OwnedValue {
     Null,
     Int(i64),
     Str(Vec<u8>),
@@ -167,6 +167,25 @@ pub struct OwnedEvent {
 }
 
 impl OwnedEvent {
+    pub(crate) fn new(name: &str) -> Self {
+        OwnedEvent {
+            id: 0,
+            name: name.into(),
+            params: Vec::new(),
+            json: Vec::new(),
+            raised_at_us: 0,
+            depth: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, name: Option<&str>, v: OwnedValue) {
+        self.params.push((name.map(Into::into), v));
+    }
+
+    pub(crate) fn set_json(&mut self, json: &[u8]) {
+        self.json = json.to_vec();
+    }
+
     /// The event name.
     pub fn name(&self) -> &str {
         &self.name
