@@ -257,9 +257,15 @@ impl Prepared {
                 return fail(host, &pos, why);
             }
         }
-        // OpenSIPS subscribes every event_route block to its event, permanently.
+        // OpenSIPS subscribes every event_route block to its event, permanently. The 2.x
+        // `[E_X, sync]` form asks the transport to run the route inline (`route:E_X;sync`).
         for (name, pos) in script.event_routes() {
-            if let Err(why) = host.subscribe(&name, &format!("route:{name}"), None) {
+            let mode = if script.event_route_is_sync(&name) {
+                ";sync"
+            } else {
+                ""
+            };
+            if let Err(why) = host.subscribe(&name, &format!("route:{name}{mode}"), None) {
                 return fail(host, &pos, why.to_string());
             }
         }

@@ -85,9 +85,11 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
     match st {
         EviStatus::OK => {
             sub.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            sub.module.delivered.fetch_add(1, Ordering::Relaxed);
         }
         EviStatus::PENDING => {}
         _ => {
+            sub.module.failed.fetch_add(1, Ordering::Relaxed);
             let n = sub.stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
             let why = String::from_utf8_lossy(err);
             let why = if why.is_empty() {

@@ -49,6 +49,9 @@ pub struct Module {
     thread_id: OnceLock<ThreadId>,
     /// Raises lost because the queue was full or the module had stopped.
     pub queue_drops: AtomicU64,
+    /// Deliveries its transports reported done, and failed (all subscribers, ever).
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
     queue_size: usize,
     // Drop order: the library goes last, after everything that points into it.
     _api: Box<evi_abi::EviHost>,
@@ -127,6 +130,8 @@ impl Module {
             thread: Mutex::new(Some(thread)),
             thread_id: OnceLock::new(),
             queue_drops: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             queue_size,
             _api: api,
             _ctx: ctx,

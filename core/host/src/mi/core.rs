@@ -51,6 +51,7 @@ pub(crate) fn register(t: &MiTable) {
     t.add_core("help", "Describe an MI command", &[&["mi_cmd"]], help);
     t.add_core("version", "Print the evid version", &[], version);
     t.add_core("uptime", "Print the start time and uptime", &[], uptime);
+    super::stats::register(t);
 }
 
 fn bad_value(why: impl Into<String>) -> MiError {

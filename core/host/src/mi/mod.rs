@@ -2,6 +2,7 @@
 //! (reference §2.1), shared by every MI transport module.
 
 pub mod core;
+mod stats;
 
 use crate::host::Shared;
 use crate::loader::MiCmdInfo;

@@ -1,0 +1,107 @@
+//! Statistics over MI: counts a user can check against what the peers received.
+
+use evi_testkit::{wait_for, Daemon, UdpReceiver};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[test]
+fn deliveries_failures_and_raises_are_counted() {
+    let d = Daemon::start("loadmodule \"event_datagram.so\"\nstartup_route { subscribe_event(\"E_X\", \"udp:127.0.0.1:9\", 1); }");
+    let rx = UdpReceiver::new();
+    let missing = d.dir.join("nobody.sock");
+    d.mi("event_subscribe", json!(["E_X", rx.uri()]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    d.mi(
+        "event_subscribe",
+        json!(["E_X", format!("unix:{}", missing.display())]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_for(Duration::from_secs(5), || {
+        d.mi("subscribers_list", json!(["E_X", "udp:127.0.0.1:9"]))
+            .is_err()
+    });
+    for i in 0..3 {
+        d.mi("raise_event", json!(["E_X", [i]]))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(rx.recv_n(3, Duration::from_secs(5)).len(), 3);
+    let stats = |sel: Value| {
+        d.mi("get_statistics", json!([sel]))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), || stats(json!([
+            "event_datagram:failed"
+        ]))["event_datagram:failed"]
+            == 3),
+        "{}",
+        stats(json!(["all"]))
+    );
+    let all = stats(json!(["all"]));
+    assert_eq!(all["event_datagram:delivered"], 3, "{all}");
+    assert_eq!(all["event_datagram:dropped"], 0, "{all}");
+    assert_eq!(all["evi_events:E_X"], 3, "{all}");
+    assert_eq!(all["evi:subscribers"], 2, "{all}");
+    // A group selects all of its statistics.
+    let group = stats(json!(["event_datagram:"]));
+    let names: Vec<&String> = group
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        [
+            "event_datagram:delivered",
+            "event_datagram:failed",
+            "event_datagram:dropped",
+            "event_datagram:queue_len"
+        ]
+    );
+
+    // Per subscriber: who failed and why.
+    let subs = d
+        .mi("subscriber_stats", json!(["E_X"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let list = subs["Subscribers"].as_array().cloned().unwrap_or_default();
+    let bad = list
+        .iter()
+        .find(|s| s["socket"].as_str().is_some_and(|x| x.starts_with("unix:")))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (bad["delivered"].clone(), bad["failed"].clone()),
+        (json!(0), json!(3)),
+        "{subs}"
+    );
+    assert!(
+        bad["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&missing.display().to_string())),
+        "{subs}"
+    );
+
+    assert_eq!(
+        d.mi(
+            "list_statistics",
+            json!([["event_datagram:queue_len", "evi_events:E_X"]])
+        )
+        .ok(),
+        Some(
+            json!({"event_datagram:queue_len": "non-incremental", "evi_events:E_X": "incremental"})
+        )
+    );
+    assert_eq!(
+        d.mi("reset_statistics", json!([["event_datagram:"]])).ok(),
+        Some(json!("OK"))
+    );
+    assert_eq!(
+        stats(json!(["event_datagram:failed"]))["event_datagram:failed"],
+        0
+    );
+    assert_eq!(
+        d.mi("get_statistics", json!([["nope:nothing"]]))
+            .err()
+            .map(|e| e.to_string()),
+        Some("404 Statistics Not Found".into())
+    );
+}
