@@ -11,10 +11,12 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "\
-usage: evid [-f FILE] [-c] [-V] [--describe-module FILE.so]
+usage: evid [-f FILE] [-c] [--dev] [-V] [--describe-module FILE.so]
 
   -f FILE                  config file (default: evid.cfg)
   -c                       check the config and exit: 0 if valid, else every error as FILE:LINE:COL
+  --dev                    development mode: reload a transport module when its .so changes
+                           (and allow MI module_reload); production never unloads a module
   -V                       print the version and the module ABI version
   --describe-module FILE   print a module's name, version, ABI, params and MI commands
   -h, --help               this help
@@ -29,7 +31,14 @@ enum Mode {
     Help,
 }
 
-fn parse_args() -> Result<(Mode, PathBuf), String> {
+struct Args {
+    mode: Mode,
+    file: PathBuf,
+    dev: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut dev = false;
     let mut mode = Mode::Run;
     let mut file = PathBuf::from("evid.cfg");
     let mut args = std::env::args_os().skip(1);
@@ -40,6 +49,7 @@ fn parse_args() -> Result<(Mode, PathBuf), String> {
             Some("-V") | Some("--version") => mode = Mode::Version,
             Some("-h") | Some("--help") => mode = Mode::Help,
             Some("-F") => {} // OpenSIPS's "foreground": evid always is.
+            Some("--dev") => dev = true,
             Some("--describe-module") => {
                 mode = Mode::Describe(
                     args.next()
@@ -50,11 +60,11 @@ fn parse_args() -> Result<(Mode, PathBuf), String> {
             _ => return Err(format!("unknown argument {}", a.to_string_lossy())),
         }
     }
-    Ok((mode, file))
+    Ok(Args { mode, file, dev })
 }
 
 fn main() -> ExitCode {
-    let (mode, file) = match parse_args() {
+    let Args { mode, file, dev } = match parse_args() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("evid: {e}\n\n{USAGE}");
@@ -83,7 +93,7 @@ fn main() -> ExitCode {
             }
         },
         Mode::Check => check(&file),
-        Mode::Run => run(&file),
+        Mode::Run => run(&file, dev),
     }
 }
 
@@ -118,7 +128,7 @@ fn check(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(file: &std::path::Path) -> ExitCode {
+fn run(file: &std::path::Path, dev: bool) -> ExitCode {
     evid::logger::init(log::LevelFilter::Info);
     // Block the stop signals before any thread exists, so every thread inherits the mask and
     // only `sigwait` below sees them.
@@ -129,10 +139,11 @@ fn run(file: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let prepared = match load(file) {
+    let mut prepared = match load(file) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    prepared.settings.dev = dev;
     if let Some(l) = prepared.settings.log_level {
         log::set_max_level(level_filter(l));
     }

@@ -35,8 +35,7 @@ fn start(host: &Host, module: &str) {
     let path = build_dir().join(format!("lib{module}.so"));
     let lib = Library::open(&path)
         .unwrap_or_else(|e| panic!("{e} (run scripts/bench, which builds the modules)"));
-    let params = evi_host::modparam::resolve(&lib.info(), &[]);
-    host.start_module(lib, &params)
+    host.start_module(lib, &[])
         .unwrap_or_else(|e| panic!("{e}"));
 }
 

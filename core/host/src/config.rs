@@ -17,6 +17,8 @@ pub struct Settings {
     pub log_level: Option<i64>,
     pub queue_size: usize,
     pub max_while_loops: Option<u64>,
+    /// `evid --dev`: modules may be reloaded (MI `module_reload`, file watcher).
+    pub dev: bool,
 }
 
 /// OpenSIPS globals that mean nothing to evid: accepted with a warning so configs run unchanged.
@@ -55,7 +57,7 @@ pub struct Prepared {
     pub script: Script,
 }
 
-/// A checked module library, the values its `init` will get, and its `loadmodule` line.
+/// A checked module library, the modparams the config sets for it, and its `loadmodule` line.
 pub struct PreparedModule {
     pub lib: Library,
     pub params: Vec<(String, ModparamValue)>,
@@ -71,6 +73,7 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
         log_level: None,
         queue_size: DEFAULT_QUEUE_SIZE,
         max_while_loops: None,
+        dev: false,
     };
     for item in &script.items {
         if let Item::Global { name, value, pos } = item {
@@ -176,9 +179,6 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
     }
     errors.extend(script.check(&crate::script_host::functions()));
     if errors.is_empty() {
-        for m in &mut modules {
-            m.params = modparam::resolve(&m.lib.info(), &m.params);
-        }
         Ok(Prepared {
             settings,
             modules,
@@ -244,6 +244,16 @@ impl Prepared {
             Err(vec![Diagnostic::at(pos, why)])
         };
         for PreparedModule { lib, params, pos } in self.modules {
+            // In development every module runs from its own copy, so a rebuild cannot change
+            // the code under a running instance.
+            let lib = if self.settings.dev {
+                match crate::reload::open_copy(&lib.path) {
+                    Ok(copy) => copy,
+                    Err(why) => return fail(host, &pos, why),
+                }
+            } else {
+                lib
+            };
             if let Err(why) = host.start_module(lib, &params) {
                 return fail(host, &pos, why);
             }
@@ -277,6 +287,9 @@ impl Prepared {
         }
         let mut host = host;
         host.start_timer_routes();
+        if self.settings.dev {
+            host.set_dev_mode();
+        }
         host.set_ready();
         Ok(host)
     }

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     /// Set once start-up (modules, `startup_route`) is done; MI requests wait for it, so a
     /// client never sees a half-configured daemon.
     pub ready: (std::sync::Mutex<bool>, std::sync::Condvar),
+    /// `evid --dev`: modules may be reloaded.
+    pub dev: AtomicBool,
     /// The config's script, for `event_route` runs (set once, before modules start).
     pub script: std::sync::OnceLock<ScriptState>,
 }
@@ -55,6 +57,7 @@ pub struct Host {
     pub(crate) shared: Arc<Shared>,
     timer: Option<JoinHandle<()>>,
     timer_routes: Option<JoinHandle<()>>,
+    pub(crate) watcher: Option<JoinHandle<()>>,
 }
 
 /// Why a subscribe failed.
@@ -99,6 +102,7 @@ impl Host {
             queue_size: queue_size.max(1),
             ready: Default::default(),
             script: Default::default(),
+            dev: AtomicBool::new(false),
         });
         for e in CORE_EVENTS {
             let _ = shared.registry.publish(e);
@@ -113,6 +117,7 @@ impl Host {
             shared,
             timer,
             timer_routes: None,
+            watcher: None,
         }
     }
 
@@ -322,7 +327,7 @@ impl Host {
         for m in modules
             .iter()
             .rev()
-            .filter(|m| m.info.transports.is_empty())
+            .filter(|m| m.info().transports.is_empty())
         {
             m.stop();
         }
@@ -343,7 +348,7 @@ impl Host {
         for m in modules
             .iter()
             .rev()
-            .filter(|m| !m.info.transports.is_empty())
+            .filter(|m| !m.info().transports.is_empty())
         {
             m.stop();
         }
@@ -373,7 +378,7 @@ pub(crate) fn free_later(sub: Arc<Subscriber>) {
     let module = sub.module.clone();
     module.post(move |inst| {
         if !sub.freed.swap(true, Ordering::AcqRel) {
-            inst.free(sub.transport, SocketPtr(sub.handle));
+            inst.free(sub.transport, SocketPtr(sub.handle.load(Ordering::Acquire)));
         }
     });
 }
@@ -459,14 +464,18 @@ impl Shared {
                 Ok(Subscribed::Refreshed)
             }
             Parsed::New(handle, printed) => {
-                let expires = module.transport(tidx).flags & EVI_TRANSPORT_EXPIRES != 0;
+                let expires = module
+                    .info()
+                    .transports
+                    .get(tidx)
+                    .is_some_and(|t| t.flags & EVI_TRANSPORT_EXPIRES != 0);
                 let sub = Arc::new(Subscriber {
                     id: self.registry.next_subscriber_id(),
                     event: entry.id,
                     socket: format!("{proto}:{printed}"),
                     module: module.clone(),
                     transport: tidx,
-                    handle: handle.0,
+                    handle: std::sync::atomic::AtomicPtr::new(handle.0),
                     freed: AtomicBool::new(false),
                     expire: AtomicI64::new(match expire {
                         Some(e) if expires => e,
@@ -556,7 +565,7 @@ fn same_transport(
 ) -> Vec<(u64, SocketPtr)> {
     list.iter()
         .filter(|s| Arc::ptr_eq(&s.module, module) && s.transport == tidx)
-        .map(|s| (s.id, SocketPtr(s.handle)))
+        .map(|s| (s.id, SocketPtr(s.handle.load(Ordering::Acquire))))
         .collect()
 }
 

@@ -18,6 +18,7 @@ pub mod mi;
 pub mod modparam;
 pub mod module;
 pub mod registry;
+pub(crate) mod reload;
 mod script_host;
 
 pub use dispatch::Raised;

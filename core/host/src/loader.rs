@@ -68,7 +68,12 @@ pub struct Library {
     // Field order matters: `decl` points into `lib`.
     decl: *const EviModuleDecl,
     lib: libloading::Library,
+    /// The file actually loaded.
     pub path: PathBuf,
+    /// The file the config named (differs from `path` for a development copy).
+    pub origin: PathBuf,
+    /// Size and modification time of `origin` when it was copied (development copies only).
+    pub origin_stamp: Option<(u64, std::time::SystemTime)>,
     pub name: String,
 }
 
@@ -145,6 +150,8 @@ impl Library {
             decl,
             lib,
             path: path.to_path_buf(),
+            origin: path.to_path_buf(),
+            origin_stamp: None,
             name,
         };
         lib.info()

@@ -8,7 +8,7 @@ use crate::module::Module;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 /// OpenSIPS's limit on event names (`MAX_EVENT_NAME`).
@@ -42,8 +42,9 @@ pub struct Subscriber {
     pub module: Arc<Module>,
     /// Index of the transport in the module's declaration.
     pub transport: usize,
-    /// The module's parsed socket; touched only on the module's thread.
-    pub(crate) handle: *mut c_void,
+    /// The module's parsed socket; dereferenced only on the module's thread. Replaced when a
+    /// reload parses the socket again in the new instance.
+    pub(crate) handle: AtomicPtr<c_void>,
     /// Set on the module's thread when `free` ran; later raises to it are skipped.
     pub(crate) freed: AtomicBool,
     /// Seconds, or `NEVER`.
@@ -51,10 +52,6 @@ pub struct Subscriber {
     pub subscribed_at: AtomicI64,
     pub stats: SubscriberStats,
 }
-
-// SAFETY: `handle` is only dereferenced by the module on its own thread.
-unsafe impl Send for Subscriber {}
-unsafe impl Sync for Subscriber {}
 
 impl Subscriber {
     /// Seconds left, or `None` for a permanent subscription. OpenSIPS's rule: expired when

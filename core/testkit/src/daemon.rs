@@ -23,8 +23,18 @@ impl Daemon {
         Self::try_start(body).unwrap_or_else(|log| panic!("evid did not start:\n{log}"))
     }
 
+    /// Like `start`, with extra command-line arguments (e.g. `--dev`).
+    pub fn start_with_args(body: &str, args: &[&str]) -> Daemon {
+        Self::try_start_with_args(body, args)
+            .unwrap_or_else(|log| panic!("evid did not start:\n{log}"))
+    }
+
     /// Like `start`, but returns the log when evid exits or never answers.
     pub fn try_start(body: &str) -> Result<Daemon, String> {
+        Self::try_start_with_args(body, &[])
+    }
+
+    fn try_start_with_args(body: &str, args: &[&str]) -> Result<Daemon, String> {
         let dir = TempDir::new("daemon");
         let port = free_port();
         let cfg = format!(
@@ -38,6 +48,7 @@ impl Daemon {
         let child = Command::new(evid_bin())
             .arg("-f")
             .arg(&config)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(logf.try_clone().map_err(|e| e.to_string())?)
             .stderr(logf)

@@ -1,72 +1,102 @@
 //! `evictl`: talk to a running evid over MI.
+//!
+//! The commands are in `evictl/commands.rs`, `evictl watch` in `evictl/watch.rs`; this file
+//! parses the global options and reports failures.
 
-use evid::mi_client::{call, MiCallError, DEFAULT_URL};
-use serde_json::Value;
+// The bin's root is this file (Cargo.toml names it), so its modules are named by path.
+#[path = "evictl/commands.rs"]
+mod commands;
+#[path = "evictl/watch.rs"]
+mod watch;
+
+use commands::{Ctl, Fail};
+use evid::mi_client::DEFAULT_URL;
 use std::process::ExitCode;
-use std::time::Duration;
 
 const USAGE: &str = "\
-usage: evictl [--url URL] mi COMMAND [ARG...]
+usage: evictl [--url URL] [--json] COMMAND [ARG...]
 
+commands:
+  events                              the published events
+  subscribers [EVENT]                 the subscribers, of every event or of EVENT
+  subscribe EVENT SOCKET [--expire N] subscribe SOCKET (e.g. udp:127.0.0.1:9999) to EVENT
+  unsubscribe EVENT SOCKET            remove that subscription
+  raise EVENT [KEY=VALUE...]          raise EVENT; integer values are sent as numbers
+  watch EVENT... [--expire N]         print EVENT's raises as they happen, until Ctrl-C
+  mi COMMAND [ARG...]                 run any MI command with positional params
+
+options:
   --url URL   evid's MI over HTTP (default http://127.0.0.1:8888/mi, or $EVID_MI_URL)
+  --json      print the MI result as JSON instead of text
 
-Arguments are sent as positional JSON-RPC params: integers as numbers, anything
-else as strings; an argument starting with [ or { is sent as that JSON value.
+`evictl mi` sends integers as numbers, an argument starting with [ or { as that JSON value,
+anything else as a string.
 
 examples:
-  evictl mi events_list
-  evictl mi event_subscribe E_PIKE_BLOCKED udp:127.0.0.1:9999 120
-  evictl mi raise_event E_PIKE_BLOCKED '{\"ip\":\"192.0.2.10\"}'";
-
-fn arg_value(a: &str) -> Value {
-    if let Ok(i) = a.parse::<i64>() {
-        return Value::from(i);
-    }
-    if a.starts_with('[') || a.starts_with('{') {
-        if let Ok(v) = serde_json::from_str(a) {
-            return v;
-        }
-    }
-    Value::from(a)
-}
+  evictl subscribe E_PIKE_BLOCKED udp:127.0.0.1:9999 --expire 120
+  evictl raise E_PIKE_BLOCKED ip=192.0.2.10 count=3
+  evictl watch E_PIKE_BLOCKED E_CORE_THRESHOLD | jq .params
+  evictl mi event_subscribe E_PIKE_BLOCKED udp:127.0.0.1:9999 120";
 
 fn main() -> ExitCode {
-    let mut url = std::env::var("EVID_MI_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--url") {
-        if args.len() < 2 {
-            eprintln!("evictl: --url needs a URL");
-            return ExitCode::from(2);
-        }
-        url = args[1].clone();
-        args.drain(..2);
-    }
-    match args.first().map(String::as_str) {
-        Some("mi") if args.len() >= 2 => {}
-        Some("-h") | Some("--help") => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail { code, msg }) => {
+            if code == 2 {
+                eprintln!("evictl: {msg}\n\n{USAGE}");
+            } else {
+                eprintln!("evictl: {msg}");
+            }
+            ExitCode::from(code)
         }
     }
-    let method = &args[1];
-    let params: Vec<Value> = args[2..].iter().map(|a| arg_value(a)).collect();
-    match call(&url, method, Value::Array(params), Duration::from_secs(10)) {
-        Ok(v) => {
-            let text = serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string());
-            println!("{text}");
-            ExitCode::SUCCESS
+}
+
+fn run(args: &[String]) -> Result<(), Fail> {
+    let mut ctl = Ctl {
+        url: std::env::var("EVID_MI_URL").unwrap_or_else(|_| DEFAULT_URL.to_string()),
+        json: false,
+    };
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "--url" => {
+                ctl.url = args
+                    .get(i + 1)
+                    .cloned()
+                    .ok_or_else(|| Fail::usage("--url needs a URL"))?;
+                i += 2;
+            }
+            "--json" => {
+                ctl.json = true;
+                i += 1;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            _ => match a.strip_prefix("--url=") {
+                Some(u) => {
+                    ctl.url = u.to_string();
+                    i += 1;
+                }
+                None => break,
+            },
         }
-        Err(MiCallError::Transport(e)) => {
-            eprintln!("evictl: {e} (is evid running? see --url)");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("evictl: {method}: {e}");
-            ExitCode::FAILURE
-        }
+    }
+    let (cmd, rest) = match args.get(i..) {
+        Some([cmd, rest @ ..]) => (cmd.as_str(), rest),
+        _ => return Err(Fail::usage("missing COMMAND")),
+    };
+    match cmd {
+        "events" => commands::events(&ctl, rest),
+        "subscribers" => commands::subscribers(&ctl, rest),
+        "subscribe" => commands::subscribe(&ctl, rest),
+        "unsubscribe" => commands::unsubscribe(&ctl, rest),
+        "raise" => commands::raise(&ctl, rest),
+        "watch" => watch::run(&ctl, rest),
+        "mi" => commands::mi(&ctl, rest),
+        other => Err(Fail::usage(&format!("unknown command {other:?}"))),
     }
 }

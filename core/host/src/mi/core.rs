@@ -52,6 +52,12 @@ pub(crate) fn register(t: &MiTable) {
     t.add_core("version", "Print the evid version", &[], version);
     t.add_core("uptime", "Print the start time and uptime", &[], uptime);
     super::stats::register(t);
+    t.add_core(
+        "module_reload",
+        "Reload a transport module from its rebuilt file (evid --dev only)",
+        &[&["module"]],
+        module_reload,
+    );
 }
 
 fn bad_value(why: impl Into<String>) -> MiError {
@@ -284,4 +290,11 @@ fn ctime(t: std::time::SystemTime) -> String {
         )
     };
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn module_reload(s: &Shared, p: &Map<String, Value>) -> MiResult {
+    let name = str_param(p, "module")?;
+    s.reload_module(&name)
+        .map_err(|why| MiError::new(500, "Reload failed").data(why))?;
+    Ok(json!("OK"))
 }

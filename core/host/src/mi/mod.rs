@@ -94,6 +94,13 @@ impl MiTable {
         });
     }
 
+    pub(crate) fn remove_module_commands(&self, m: &Arc<Module>) {
+        self.cmds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|c| !matches!(&c.handler, Handler::Module(x) if Arc::ptr_eq(x, m)));
+    }
+
     pub(crate) fn clear_module_commands(&self) {
         self.cmds
             .write()

@@ -1,0 +1,232 @@
+//! The MI commands behind `evictl events|subscribers|subscribe|unsubscribe|raise|mi`, and how
+//! their results are shown.
+
+use evid::mi_client::{call, MiCallError};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// Why evictl stops: the message for stderr and the exit code (2 = usage, 1 = failure).
+pub struct Fail {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl Fail {
+    pub fn usage(msg: &str) -> Fail {
+        Fail {
+            code: 2,
+            msg: msg.to_string(),
+        }
+    }
+    pub fn failed(msg: String) -> Fail {
+        Fail { code: 1, msg }
+    }
+}
+
+/// Where evid is and how to print.
+pub struct Ctl {
+    pub url: String,
+    pub json: bool,
+}
+
+impl Ctl {
+    /// Run one MI command; a failure says whether evid is unreachable or what it answered.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, Fail> {
+        call(&self.url, method, params, Duration::from_secs(10)).map_err(|e| match e {
+            MiCallError::Transport(e) => Fail::failed(format!("{e} (is evid running? see --url)")),
+            e => Fail::failed(format!("{method}: {e}")),
+        })
+    }
+
+    /// Print `v` as JSON with `--json`, else `text()`.
+    fn show(&self, v: &Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{v}");
+        } else {
+            println!("{}", text());
+        }
+    }
+}
+
+/// `--expire N` (or `--expire=N`) among `args`; the other args in order.
+pub fn take_expire(args: &[String]) -> Result<(Option<u64>, Vec<&str>), Fail> {
+    let mut expire = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = if a == "--expire" {
+            Some(it.next().map(String::as_str).unwrap_or_default())
+        } else {
+            a.strip_prefix("--expire=")
+        };
+        match v {
+            Some(v) => {
+                let n = v.parse().map_err(|_| {
+                    Fail::usage(&format!("--expire needs a number of seconds, not {v:?}"))
+                })?;
+                expire = Some(n);
+            }
+            None => rest.push(a.as_str()),
+        }
+    }
+    Ok((expire, rest))
+}
+
+pub fn events(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
+    if !args.is_empty() {
+        return Err(Fail::usage("events takes no arguments"));
+    }
+    let v = ctl.call("events_list", Value::Array(vec![]))?;
+    ctl.show(&v, || {
+        list(&v, "Events")
+            .iter()
+            .map(|e| format!("{:>4}  {}", plain(&e["id"]), str_of(&e["name"])))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+pub fn subscribers(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
+    let params: Vec<Value> = match args {
+        [] => vec![],
+        [event] => vec![Value::from(event.as_str())],
+        _ => return Err(Fail::usage("subscribers takes at most one EVENT")),
+    };
+    let v = ctl.call("subscribers_list", Value::Array(params))?;
+    ctl.show(&v, || match args {
+        [event] => match v.get("Event") {
+            Some(e) if e.get("name").is_some() => event_text(e),
+            _ => format!("{event}: no subscribers"),
+        },
+        _ => {
+            let text: Vec<String> = list(&v, "Events").iter().map(event_text).collect();
+            if text.is_empty() {
+                "no subscribers".to_string()
+            } else {
+                text.join("\n")
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `E_X` and one indented line per subscriber: socket, expire and time left.
+fn event_text(e: &Value) -> String {
+    let mut out = str_of(&e["name"]).to_string();
+    for s in list(e, "Subscribers") {
+        out.push_str(&format!(
+            "\n  {}  expire {}",
+            str_of(&s["socket"]),
+            plain(&s["expire"])
+        ));
+        if let Some(ttl) = s.get("ttl") {
+            out.push_str(&format!(", ttl {}", plain(ttl)));
+        }
+    }
+    out
+}
+
+pub fn subscribe(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
+    let (expire, rest) = take_expire(args)?;
+    let [event, socket] = rest[..] else {
+        return Err(Fail::usage("subscribe needs EVENT SOCKET"));
+    };
+    let mut params = vec![Value::from(event), Value::from(socket)];
+    params.extend(expire.map(Value::from));
+    let v = ctl.call("event_subscribe", Value::Array(params))?;
+    ctl.show(&v, || match expire {
+        Some(n) => format!("subscribed {socket} to {event} for {n} s"),
+        None => format!("subscribed {socket} to {event}"),
+    });
+    Ok(())
+}
+
+pub fn unsubscribe(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
+    let [event, socket] = args else {
+        return Err(Fail::usage("unsubscribe needs EVENT SOCKET"));
+    };
+    // Expire 0 removes the subscription (the unsubscribe of OpenSIPS's clients).
+    let params = vec![
+        Value::from(event.as_str()),
+        Value::from(socket.as_str()),
+        Value::from(0),
+    ];
+    let v = ctl.call("event_subscribe", Value::Array(params))?;
+    ctl.show(&v, || format!("unsubscribed {socket} from {event}"));
+    Ok(())
+}
+
+pub fn raise(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
+    let [event, pairs @ ..] = args else {
+        return Err(Fail::usage("raise needs EVENT [KEY=VALUE...]"));
+    };
+    let mut params = vec![Value::from(event.as_str())];
+    if !pairs.is_empty() {
+        params.push(Value::Object(key_values(pairs)?));
+    }
+    let v = ctl.call("raise_event", Value::Array(params))?;
+    ctl.show(&v, || format!("raised {event}"));
+    Ok(())
+}
+
+/// `KEY=VALUE` pairs as a JSON object: a value that is an integer becomes a JSON number (an
+/// int event param), anything else a string.
+pub fn key_values(pairs: &[String]) -> Result<Map<String, Value>, Fail> {
+    let mut map = Map::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| Fail::usage(&format!("{p:?} is not KEY=VALUE")))?;
+        let v = v
+            .parse::<i64>()
+            .map_or_else(|_| Value::from(v), Value::from);
+        map.insert(k.to_string(), v);
+    }
+    Ok(map)
+}
+
+pub fn mi(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
+    let [method, rest @ ..] = args else {
+        return Err(Fail::usage("mi needs COMMAND"));
+    };
+    let params: Vec<Value> = rest.iter().map(|a| mi_arg(a)).collect();
+    let v = ctl.call(method, Value::Array(params))?;
+    if ctl.json {
+        println!("{v}");
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+        );
+    }
+    Ok(())
+}
+
+fn mi_arg(a: &str) -> Value {
+    if let Ok(i) = a.parse::<i64>() {
+        return Value::from(i);
+    }
+    if a.starts_with('[') || a.starts_with('{') {
+        if let Ok(v) = serde_json::from_str(a) {
+            return v;
+        }
+    }
+    Value::from(a)
+}
+
+fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+/// A scalar without JSON quotes.
+fn plain(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}

@@ -1,0 +1,152 @@
+//! Development reload (`evid --dev`): a transport module replaced by its rebuilt file while
+//! events flow, with nothing lost and nothing leaked.
+
+use evi_testkit::{fixture_path, module_path, wait_for, Daemon};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+fn read(p: &std::path::Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn count(dir: &str) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+fn maps(pid: u32) -> usize {
+    read(std::path::Path::new(&format!("/proc/{pid}/maps")))
+        .lines()
+        .count()
+}
+
+#[test]
+fn production_never_reloads() {
+    let d = Daemon::start("loadmodule \"event_flatstore.so\"");
+    let err = d
+        .mi("module_reload", json!(["event_flatstore"]))
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some("500 Reload failed: modules are reloaded only in development mode (evid --dev)")
+    );
+}
+
+/// 100 reloads of event_flatstore while a client raises events: every accepted event is in the
+/// file, in order; the thread count and the mappings stay flat.
+#[test]
+fn reloads_under_load_lose_nothing_and_leak_nothing() {
+    let mut d = Daemon::start_with_args(
+        "loadmodule \"event_flatstore.so\"\nstartup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/x.log\"); }",
+        &["--dev"],
+    );
+    let file = d.dir.join("x.log");
+    let pid = d.pid();
+    let tasks = format!("/proc/{pid}/task");
+    assert_eq!(
+        d.mi("module_reload", json!(["event_flatstore"])).ok(),
+        Some(json!("OK")),
+        "{}",
+        d.log()
+    );
+    let (threads0, maps0) = (count(&tasks), maps(pid));
+
+    let stop = AtomicBool::new(false);
+    let accepted = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if d.mi("raise_event", json!(["E_X", [i]])).is_ok() {
+                    i += 1;
+                    accepted.store(i, Ordering::Relaxed);
+                }
+            }
+        });
+        for n in 0..100 {
+            let r = d.mi("module_reload", json!(["event_flatstore"]));
+            assert_eq!(
+                r.as_ref().ok(),
+                Some(&json!("OK")),
+                "reload {n}: {r:?}\n{}",
+                d.log()
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let raised = accepted.load(Ordering::Relaxed);
+    assert!(raised > 100, "the client raised only {raised} events");
+    assert!(
+        count(&tasks) <= threads0 + 1,
+        "threads {threads0} -> {}",
+        count(&tasks)
+    );
+    assert!(maps(pid) <= maps0 + 20, "mappings {maps0} -> {}", maps(pid));
+    assert!(!d.log().contains("still mapped"), "{}", d.log());
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    let text = read(&file);
+    let got: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("E_X,")?.parse().ok())
+        .collect();
+    assert_eq!(
+        got,
+        (0..raised).collect::<Vec<_>>(),
+        "lines in the file (of {raised} raised)"
+    );
+}
+
+/// A rebuilt file that fails the checks is refused; the running version keeps delivering.
+#[test]
+fn a_bad_new_version_keeps_the_old_one_running() {
+    let dir = evi_testkit::TempDir::new("reload");
+    let so = dir.join("libevent_flatstore.so");
+    std::fs::copy(module_path("event_flatstore"), &so).unwrap_or_else(|e| panic!("{e}"));
+    let d = Daemon::start_with_args(
+        &format!(
+            "loadmodule \"{}\"\nstartup_route {{ subscribe_event(\"E_X\", \"flatstore:{{dir}}/x.log\"); }}",
+            so.display()
+        ),
+        &["--dev"],
+    );
+    let file = d.dir.join("x.log");
+    // Replace the file by a module that declares another name.
+    std::fs::copy(fixture_path("fixture_wrong_name"), &so).unwrap_or_else(|e| panic!("{e}"));
+    let err = d
+        .mi("module_reload", json!(["event_flatstore"]))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.starts_with("500 Reload failed: ")
+            && err.contains("declares the name \"event_somebody_else\""),
+        "{err}"
+    );
+    d.mi("raise_event", json!(["E_X", ["still here"]]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_for(Duration::from_secs(5), || read(&file) == "E_X,still here\n"),
+        "{:?}",
+        read(&file)
+    );
+
+    // The watcher picks up a good rebuild by itself.
+    std::fs::copy(module_path("event_flatstore"), &so).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_for(Duration::from_secs(15), || d
+            .log()
+            .contains("module event_flatstore reloaded")),
+        "{}",
+        d.log()
+    );
+    d.mi("raise_event", json!(["E_X", ["after"]]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_for(Duration::from_secs(5), || read(&file)
+            == "E_X,still here\nE_X,after\n"),
+        "{:?}",
+        read(&file)
+    );
+}

@@ -1,0 +1,166 @@
+//! The module side of an instance: the ABI calls made on the module's thread.
+
+use evi_abi::{EviMiReply, EviModuleDecl, EviStatus, EviStr, EviTransport, EviWriter};
+use std::ffi::c_void;
+
+/// One initialised instance of a module library, only ever touched on its thread.
+pub(crate) struct Instance {
+    pub(super) decl: *const EviModuleDecl,
+    pub(super) ptr: *mut c_void,
+}
+
+impl Instance {
+    pub(super) fn decl(&self) -> &EviModuleDecl {
+        // SAFETY: the library outlives the module thread.
+        unsafe { &*self.decl }
+    }
+
+    pub(super) fn transport(&self, idx: usize) -> &EviTransport {
+        // SAFETY: idx comes from the declaration's own transport table.
+        unsafe { &*self.decl().transports.add(idx) }
+    }
+
+    pub(super) fn flush(&self) {
+        if let Some(f) = self.decl().flush {
+            // SAFETY: on the module's thread, with its instance.
+            unsafe { f(self.ptr) }
+        }
+    }
+
+    pub(crate) fn parse(&self, idx: usize, body: &str) -> Result<SocketPtr, String> {
+        let t = self.transport(idx);
+        let mut out: *mut c_void = std::ptr::null_mut();
+        let mut err = Vec::new();
+        // SAFETY: arguments valid for the call.
+        let st = unsafe {
+            (t.parse)(
+                self.ptr,
+                t.proto,
+                EviStr::new(body.as_bytes()),
+                &mut out,
+                writer(&mut err),
+            )
+        };
+        if st == EviStatus::OK && !out.is_null() {
+            Ok(SocketPtr(out))
+        } else {
+            let why = String::from_utf8_lossy(&err).into_owned();
+            Err(if why.is_empty() {
+                "invalid socket".into()
+            } else {
+                why
+            })
+        }
+    }
+
+    pub(crate) fn matches(&self, idx: usize, a: SocketPtr, b: SocketPtr) -> bool {
+        let t = self.transport(idx);
+        // SAFETY: both sockets are live sockets of this transport.
+        unsafe { (t.matches)(self.ptr, a.0, b.0) }
+    }
+
+    pub(crate) fn print(&self, idx: usize, s: SocketPtr) -> String {
+        let t = self.transport(idx);
+        let mut out = Vec::new();
+        // SAFETY: s is a live socket of this transport.
+        unsafe { (t.print)(self.ptr, s.0, writer(&mut out)) };
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    pub(crate) fn free(&self, idx: usize, s: SocketPtr) {
+        let t = self.transport(idx);
+        // SAFETY: s is a live socket of this transport, freed once.
+        unsafe { (t.free)(self.ptr, s.0) }
+    }
+
+    /// Run an exported MI command: `Ok(result json)` or `Err((code, message, data))`.
+    pub(crate) fn mi(
+        &self,
+        name: &str,
+        params: &str,
+    ) -> Result<String, (i32, String, Option<String>)> {
+        let Some(cmd) = (0..self.decl().n_mi_cmds)
+            // SAFETY: index within the declaration's table.
+            .map(|i| unsafe { &*self.decl().mi_cmds.add(i) })
+            .find(|c| unsafe { c.name.as_bytes() } == name.as_bytes())
+        else {
+            return Err((-32601, "Method not found".into(), None));
+        };
+        let mut reply = MiOutcome::None;
+        let r = EviMiReply {
+            ctx: &mut reply as *mut MiOutcome as *mut c_void,
+            result: mi_result,
+            error: mi_error,
+        };
+        // SAFETY: arguments valid for the call.
+        let st = unsafe {
+            (cmd.handler)(
+                self.ptr,
+                EviStr::new(name.as_bytes()),
+                EviStr::new(params.as_bytes()),
+                &r,
+            )
+        };
+        match reply {
+            MiOutcome::Result(json) if st == EviStatus::OK => Ok(json),
+            MiOutcome::Error(code, msg, data) => Err((code, msg, data)),
+            _ => Err((
+                -32000,
+                "Server error".into(),
+                Some("Command handler returned null".into()),
+            )),
+        }
+    }
+}
+
+/// A module-owned socket pointer, passed between the host's threads but dereferenced only on
+/// the module's thread.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct SocketPtr(pub *mut c_void);
+// SAFETY: see above.
+unsafe impl Send for SocketPtr {}
+
+enum MiOutcome {
+    None,
+    Result(String),
+    Error(i32, String, Option<String>),
+}
+
+unsafe extern "C" fn mi_result(ctx: *mut c_void, json: EviStr) {
+    // SAFETY: ctx is the MiOutcome of the current call.
+    let out = unsafe { &mut *(ctx as *mut MiOutcome) };
+    *out = MiOutcome::Result(String::from_utf8_lossy(unsafe { json.as_bytes() }).into_owned());
+}
+
+unsafe extern "C" fn mi_error(ctx: *mut c_void, code: i32, msg: EviStr, data: EviStr) {
+    // SAFETY: ctx is the MiOutcome of the current call.
+    let out = unsafe { &mut *(ctx as *mut MiOutcome) };
+    let data = unsafe { data.as_bytes() };
+    *out = MiOutcome::Error(
+        code,
+        String::from_utf8_lossy(unsafe { msg.as_bytes() }).into_owned(),
+        (!data.is_empty()).then(|| String::from_utf8_lossy(data).into_owned()),
+    );
+}
+
+unsafe extern "C" fn write_vec(ctx: *mut c_void, bytes: EviStr) {
+    // SAFETY: ctx is the Vec given to writer(), alive for the call.
+    let v = unsafe { &mut *(ctx as *mut Vec<u8>) };
+    v.extend_from_slice(unsafe { bytes.as_bytes() });
+}
+
+/// A writer appending to `v`, valid while `v` is borrowed.
+pub(crate) fn writer(v: &mut Vec<u8>) -> EviWriter {
+    EviWriter {
+        ctx: v as *mut Vec<u8> as *mut c_void,
+        write: write_vec,
+    }
+}
+
+impl Instance {
+    /// The instance's last call: `destroy`.
+    pub(super) fn destroy(self) {
+        // SAFETY: on its thread, once; nothing calls into the instance afterwards.
+        unsafe { (self.decl().destroy)(self.ptr) };
+    }
+}

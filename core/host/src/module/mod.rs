@@ -1,0 +1,298 @@
+//! A running module and the host-owned thread that makes every call into it.
+//!
+//! The thread is fed by one bounded queue: raises (dropped and counted when the queue is full,
+//! so a raiser never waits) and control calls (subscribe-time parse/match/print, free, MI
+//! commands, stop), which wait for room. One queue keeps a subscriber's events in raise order and
+//! lets a socket be freed only after every raise queued before it. The queue belongs to the
+//! `Module`, not to an instance: in development a new instance of a rebuilt library takes it over
+//! (`replace`), so events raised during a reload wait in it.
+
+mod instance;
+mod thread;
+
+pub(crate) use instance::{Instance, SocketPtr};
+
+use crate::event::RaisedEvent;
+use crate::host::Shared;
+use crate::loader::{Library, ModuleInfo};
+use crate::modparam::{self, ModparamValue};
+use crate::registry::Subscriber;
+use arc_swap::ArcSwap;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
+
+/// How long a control call waits for the module's thread.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) enum Job {
+    Raise {
+        event: Arc<RaisedEvent>,
+        sub: Arc<Subscriber>,
+    },
+    Call(Box<dyn FnOnce(&Instance) + Send>),
+    /// Flush, destroy, end the thread (shutdown; sockets were freed before).
+    Stop,
+    /// Free these sockets, flush, destroy, end the thread (a reload follows).
+    Retire(Vec<Arc<Subscriber>>),
+}
+
+/// The current instance: its library and its thread.
+struct Life {
+    lib: Option<Library>,
+    thread: Option<JoinHandle<()>>,
+    thread_id: Option<ThreadId>,
+}
+
+/// A loaded, initialised module.
+pub struct Module {
+    pub name: String,
+    info: ArcSwap<ModuleInfo>,
+    /// The file `loadmodule` named (a reload copies it; see `reload.rs`).
+    path: PathBuf,
+    /// The modparams as the config set them; checked again against a reloaded version.
+    pub(crate) config_params: Vec<(String, ModparamValue)>,
+    jobs: Sender<Job>,
+    rx: Receiver<Job>,
+    life: Mutex<Life>,
+    /// Raises lost because the queue was full or the module had stopped.
+    pub queue_drops: AtomicU64,
+    /// Deliveries its transports reported done, and failed (all subscribers, ever).
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    queue_size: usize,
+    // Stable for every instance: init gets `api`, whose ctx points to `ctx`.
+    api: Box<evi_abi::EviHost>,
+    _ctx: Box<crate::host_api::ModuleCtx>,
+}
+
+impl Module {
+    /// Start the module's thread and run `init` on it with the config's params (defaults filled in).
+    pub(crate) fn start(
+        lib: Library,
+        config_params: &[(String, ModparamValue)],
+        shared: Weak<Shared>,
+        queue_size: usize,
+    ) -> Result<Arc<Module>, String> {
+        let info = lib.info();
+        let name = info.name.clone();
+        let ctx = Box::new(crate::host_api::ModuleCtx {
+            shared,
+            module: name.clone(),
+        });
+        let api = Box::new(crate::host_api::table(&*ctx as *const _ as *mut c_void));
+        let (jobs, rx) = bounded::<Job>(queue_size);
+        let params = modparam::resolve(&info, config_params);
+        let (thread, id) = thread::spawn(&name, &lib, &*api, params, rx.clone(), Vec::new())?;
+        Ok(Arc::new(Module {
+            name,
+            path: lib.origin.clone(),
+            info: ArcSwap::from_pointee(info),
+            config_params: config_params.to_vec(),
+            jobs,
+            rx,
+            life: Mutex::new(Life {
+                lib: Some(lib),
+                thread: Some(thread),
+                thread_id: Some(id),
+            }),
+            queue_drops: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            queue_size,
+            api,
+            _ctx: ctx,
+        }))
+    }
+
+    /// What the running version's declaration says.
+    pub fn info(&self) -> Arc<ModuleInfo> {
+        self.info.load_full()
+    }
+
+    /// The file `loadmodule` named.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size and time of the file the running development copy was made from.
+    pub(crate) fn origin_stamp(&self) -> Option<(u64, std::time::SystemTime)> {
+        self.life().lib.as_ref().and_then(|l| l.origin_stamp)
+    }
+
+    /// Jobs waiting in the module's queue.
+    pub fn queue_len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_size
+    }
+
+    fn life(&self) -> std::sync::MutexGuard<'_, Life> {
+        self.life.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_own_thread(&self) -> bool {
+        self.life().thread_id == Some(std::thread::current().id())
+    }
+
+    /// Queue one raise; never blocks. Returns false (and counts it) when the queue is full.
+    pub(crate) fn enqueue_raise(&self, event: Arc<RaisedEvent>, sub: Arc<Subscriber>) -> bool {
+        match self.jobs.try_send(Job::Raise { event, sub }) {
+            Ok(()) => true,
+            Err(TrySendError::Full(Job::Raise { sub, .. }))
+            | Err(TrySendError::Disconnected(Job::Raise { sub, .. })) => {
+                let n = sub.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.queue_drops.fetch_add(1, Ordering::Relaxed);
+                let now = crate::clock::unix_now();
+                if sub.stats.last_drop_logged.swap(now, Ordering::Relaxed) != now {
+                    log::warn!(
+                        "module {}: queue full ({} jobs), dropping events for {} ({n} so far)",
+                        self.name,
+                        self.queue_size,
+                        sub.socket
+                    );
+                }
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Run `f` on the module's thread and wait for its result.
+    pub(crate) fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Instance) -> R + Send + 'static,
+    ) -> Result<R, String> {
+        if self.on_own_thread() {
+            return Err(format!(
+                "module {} called itself through the host",
+                self.name
+            ));
+        }
+        let (tx, rx) = bounded(1);
+        let job = Job::Call(Box::new(move |inst| {
+            let _ = tx.send(f(inst));
+        }));
+        self.jobs.send_timeout(job, CALL_TIMEOUT).map_err(|_| {
+            format!(
+                "module {} is not answering (queue full or stopped)",
+                self.name
+            )
+        })?;
+        rx.recv_timeout(CALL_TIMEOUT).map_err(|_| {
+            format!(
+                "module {} did not answer within {CALL_TIMEOUT:?}",
+                self.name
+            )
+        })
+    }
+
+    /// Queue a control job without waiting for it (used to free sockets).
+    pub(crate) fn post(&self, f: impl FnOnce(&Instance) + Send + 'static) {
+        let _ = self.jobs.send_timeout(Job::Call(Box::new(f)), CALL_TIMEOUT);
+    }
+
+    /// Drain the queue, flush, `destroy`, join the thread. Idempotent. The library stays
+    /// loaded: production never unloads one.
+    pub(crate) fn stop(&self) {
+        if self.on_own_thread() {
+            return;
+        }
+        let Some(t) = self.life().thread.take() else {
+            return;
+        };
+        self.end(t, Job::Stop);
+        // Never unloaded (see `Host::shutdown`).
+        std::mem::forget(self.life().lib.take());
+    }
+
+    /// Send `last` to the thread and join it.
+    fn end(&self, t: JoinHandle<()>, last: Job) {
+        if self.jobs.send(last).is_err() {
+            log::warn!("module {}: its thread was already gone", self.name);
+        }
+        if t.join().is_err() {
+            log::error!("module {}: its thread panicked while stopping", self.name);
+        }
+    }
+
+    /// Replace the running instance by one of `lib` (a reload): the old instance frees `subs`'
+    /// sockets after the events queued before, and is destroyed; the new one parses them again
+    /// and serves the same queue. If the new one fails to start, the old library is started
+    /// again and the error returned. The caller holds the registry's write lock.
+    pub(crate) fn replace(
+        &self,
+        lib: Library,
+        subs: Vec<Arc<Subscriber>>,
+    ) -> Result<Library, String> {
+        let mut life = self.life();
+        let (Some(old_thread), Some(old_lib)) = (life.thread.take(), life.lib.take()) else {
+            return Err(format!("module {} is not running", self.name));
+        };
+        drop(life);
+        self.end(old_thread, Job::Retire(subs.clone()));
+        let info = lib.info();
+        let params = modparam::resolve(&info, &self.config_params);
+        match thread::spawn(
+            &self.name,
+            &lib,
+            &*self.api,
+            params,
+            self.rx.clone(),
+            subs.clone(),
+        ) {
+            Ok((t, id)) => {
+                *self.life() = Life {
+                    lib: Some(lib),
+                    thread: Some(t),
+                    thread_id: Some(id),
+                };
+                self.info.store(Arc::new(info));
+                Ok(old_lib)
+            }
+            Err(why) => {
+                let params = modparam::resolve(&old_lib.info(), &self.config_params);
+                let restarted = thread::spawn(
+                    &self.name,
+                    &old_lib,
+                    &*self.api,
+                    params,
+                    self.rx.clone(),
+                    subs,
+                );
+                match restarted {
+                    Ok((t, id)) => {
+                        *self.life() = Life {
+                            lib: Some(old_lib),
+                            thread: Some(t),
+                            thread_id: Some(id),
+                        };
+                        Err(format!(
+                            "the new version did not start ({why}); the old version keeps running"
+                        ))
+                    }
+                    Err(again) => {
+                        *self.life() = Life {
+                            lib: Some(old_lib),
+                            thread: None,
+                            thread_id: None,
+                        };
+                        Err(format!("the new version did not start ({why}) and the old one failed to restart ({again}); module {} is down", self.name))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

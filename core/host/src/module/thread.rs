@@ -1,0 +1,159 @@
+//! The host-owned thread of one module instance: `init`, re-parsing sockets after a reload,
+//! then serving the queue until told to stop or retire, then `flush` and `destroy`.
+
+use super::instance::{writer, Instance, SocketPtr};
+use super::Job;
+use crate::event::RaisedEvent;
+use crate::loader::Library;
+use crate::modparam::{self, ModparamValue};
+use crate::registry::Subscriber;
+use crossbeam_channel::{bounded, Receiver};
+use evi_abi::{EviHost, EviModuleDecl, EviStatus, EVI_TRANSPORT_JSON};
+use std::ffi::c_void;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+
+/// Raises handled between two `flush` calls.
+const BATCH: usize = 256;
+
+/// Start an instance of `lib` on a new thread that serves `rx`: `init` with `params`, then parse
+/// every socket of `subs` again (after a reload), then the queue.
+pub(super) fn spawn(
+    name: &str,
+    lib: &Library,
+    api: *const EviHost,
+    params: Vec<(String, ModparamValue)>,
+    rx: Receiver<Job>,
+    subs: Vec<Arc<Subscriber>>,
+) -> Result<(JoinHandle<()>, ThreadId), String> {
+    let (init_tx, init_rx) = bounded::<Result<(), String>>(1);
+    let decl = lib.decl() as *const EviModuleDecl as usize;
+    let api = api as usize;
+    let thread = std::thread::Builder::new()
+        .name(format!("evid:{name}"))
+        .spawn(move || {
+            let inst = match init(decl as *const EviModuleDecl, api as *const EviHost, &params) {
+                Ok(inst) => inst,
+                Err(why) => {
+                    let _ = init_tx.send(Err(why));
+                    return;
+                }
+            };
+            if let Err(why) = reparse(&inst, &subs) {
+                inst.destroy();
+                let _ = init_tx.send(Err(why));
+                return;
+            }
+            let _ = init_tx.send(Ok(()));
+            run(inst, &rx);
+        })
+        .map_err(|e| format!("cannot start a thread for module {name}: {e}"))?;
+    let id = thread.thread().id();
+    let started = init_rx
+        .recv()
+        .unwrap_or_else(|_| Err("init did not return (the module thread died)".into()));
+    match started {
+        Ok(()) => Ok((thread, id)),
+        Err(why) => {
+            let _ = thread.join();
+            Err(why)
+        }
+    }
+}
+
+fn init(
+    decl: *const EviModuleDecl,
+    api: *const EviHost,
+    params: &[(String, ModparamValue)],
+) -> Result<Instance, String> {
+    let raw = modparam::to_raw(params);
+    let mut ptr: *mut c_void = std::ptr::null_mut();
+    let mut err = Vec::new();
+    // SAFETY: decl was checked by the loader; api and raw outlive the call.
+    let st = unsafe { ((*decl).init)(api, raw.as_ptr(), raw.len(), &mut ptr, writer(&mut err)) };
+    if st == EviStatus::OK {
+        return Ok(Instance { decl, ptr });
+    }
+    let why = String::from_utf8_lossy(&err).into_owned();
+    Err(if why.is_empty() {
+        format!("init returned {}", st.0)
+    } else {
+        why
+    })
+}
+
+/// Give every subscriber a socket of this instance (its printed form, parsed again).
+fn reparse(inst: &Instance, subs: &[Arc<Subscriber>]) -> Result<(), String> {
+    for (i, sub) in subs.iter().enumerate() {
+        let body = sub.socket.split_once(':').map_or("", |(_, b)| b);
+        match inst.parse(sub.transport, body) {
+            Ok(p) => {
+                sub.handle.store(p.0, Ordering::Release);
+                sub.freed.store(false, Ordering::Release);
+            }
+            Err(why) => {
+                for done in &subs[..i] {
+                    retire(inst, done);
+                }
+                return Err(format!(
+                    "the new version cannot parse {}: {why}",
+                    sub.socket
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Free a subscriber's socket in this instance (once).
+fn retire(inst: &Instance, sub: &Subscriber) {
+    if !sub.freed.swap(true, Ordering::AcqRel) {
+        inst.free(sub.transport, SocketPtr(sub.handle.load(Ordering::Acquire)));
+    }
+}
+
+fn run(inst: Instance, rx: &Receiver<Job>) {
+    let mut err = Vec::new();
+    'outer: while let Ok(mut job) = rx.recv() {
+        let mut n = 0;
+        loop {
+            match job {
+                Job::Raise { event, sub } => raise(&inst, &event, &sub, &mut err),
+                Job::Call(f) => f(&inst),
+                Job::Stop => break 'outer,
+                Job::Retire(subs) => {
+                    for sub in &subs {
+                        retire(&inst, sub);
+                    }
+                    break 'outer;
+                }
+            }
+            n += 1;
+            if n == BATCH {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(j) => job = j,
+                Err(_) => break,
+            }
+        }
+        inst.flush();
+    }
+    inst.flush();
+    inst.destroy();
+}
+
+fn raise(inst: &Instance, event: &RaisedEvent, sub: &Subscriber, err: &mut Vec<u8>) {
+    if sub.freed.load(Ordering::Acquire) {
+        return;
+    }
+    let t = inst.transport(sub.transport);
+    let handle = sub.handle.load(Ordering::Acquire);
+    err.clear();
+    let st = event.with_view(t.flags & EVI_TRANSPORT_JSON != 0, |view| {
+        // SAFETY: handle came from this instance's parse and is not freed (checked above).
+        unsafe { (t.raise)(inst.ptr, handle, view, sub.id, writer(err)) }
+    });
+    crate::dispatch::record(sub, st, err);
+}
