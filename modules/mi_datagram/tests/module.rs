@@ -1,76 +1,26 @@
 //! The Module impl against a fake host API: init binds and serves through `Host::mi_execute`,
 //! destroy joins every thread and removes the socket file.
 
-use evi_sdk::abi::{EviHost, EviParam, EviStatus, EviStr, EviWriter};
+use evi_sdk::testing::FakeHost;
 use evi_sdk::{Host, Module, ParamValue, Params};
 use evi_testkit::TempDir;
 use mi_datagram::MiDatagram;
-use std::ffi::c_void;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-unsafe extern "C" fn log(_: *mut c_void, _: u32, _: EviStr) {}
-unsafe extern "C" fn log_enabled(_: *mut c_void, _: u32) -> bool {
-    false
-}
-unsafe extern "C" fn publish_event(_: *mut c_void, _: EviStr, _: EviWriter) -> i64 {
-    -1
-}
-unsafe extern "C" fn raise_event(
-    _: *mut c_void,
-    _: EviStr,
-    _: *const EviParam,
-    _: usize,
-    _: EviWriter,
-) -> EviStatus {
-    EviStatus::ERROR
-}
-unsafe extern "C" fn delivery_status(_: *mut c_void, _: u64, _: EviStatus, _: EviStr) {}
-
 /// The fake engine: a notification (no `"id"`) has no reply; otherwise the reply names the
 /// request's length.
-unsafe extern "C" fn mi_execute(_: *mut c_void, request: EviStr, reply: EviWriter) -> EviStatus {
-    // SAFETY: the request is valid for the call.
-    let req = unsafe { request.as_bytes() };
-    if !String::from_utf8_lossy(req).contains("\"id\"") {
-        return EviStatus::NO_REPLY;
-    }
-    let text = format!("{{\"len\":{}}}", req.len());
-    // SAFETY: the writer is valid for the call.
-    unsafe { (reply.write)(reply.ctx, EviStr::new(text.as_bytes())) };
-    EviStatus::OK
-}
-
-static HOST: EviHost = EviHost {
-    size: std::mem::size_of::<EviHost>(),
-    ctx: std::ptr::null_mut(),
-    log,
-    log_enabled,
-    publish_event,
-    raise_event,
-    delivery_status,
-    mi_execute,
-    has_event_route,
-    run_event_route,
-};
-
-unsafe extern "C" fn has_event_route(_: *mut c_void, _: EviStr) -> bool {
-    false
-}
-
-unsafe extern "C" fn run_event_route(
-    _: *mut c_void,
-    _: EviStr,
-    _: *const evi_sdk::abi::EviEvent,
-    _: EviWriter,
-) -> EviStatus {
-    EviStatus::ERROR
-}
-
 fn host() -> Host {
-    // SAFETY: HOST is 'static.
-    unsafe { Host::from_raw(&HOST) }
+    static HOST: std::sync::OnceLock<&'static FakeHost> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        FakeHost::with_mi(|req| {
+            String::from_utf8_lossy(req)
+                .contains("\"id\"")
+                .then(|| format!("{{\"len\":{}}}", req.len()).into_bytes())
+        })
+    })
+    .host()
 }
 
 fn threads() -> usize {
