@@ -1,0 +1,227 @@
+//! # event_rabbitmq: the `rabbitmq:` transport
+//!
+//! Publishes the shared JSON-RPC notification of each event to a RabbitMQ exchange (AMQP 0-9-1,
+//! lapin) with publisher confirms: a raise only enqueues to the broker's bounded buffer and
+//! answers `Pending`; the broker's confirm (or a nack, a return, a drop) is reported later with
+//! `delivery_status`. See README.md for the socket grammar, params and differences.
+//!
+//! Layout: [`uri`] parses sockets, [`config`] reads modparams, [`buffer`] holds unconfirmed
+//! events, [`broker`] is the state shared with the runtime, [`connection`] is the broker task,
+//! [`runtime`] owns the module's thread; this file declares the module and forwards SDK calls.
+
+pub mod broker;
+pub mod buffer;
+pub mod config;
+pub mod connection;
+pub mod runtime;
+pub mod uri;
+
+#[cfg(test)]
+mod tests;
+
+use broker::{Broker, Sink};
+use buffer::{Limits, Message, Target};
+use config::Config;
+use evi_sdk::json::Value;
+use evi_sdk::{
+    export_module, param, Delivery, Event, Host, MiError, MiParams, MiResult, Module, Params,
+    Raised, Transport,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uri::{BrokerKey, RabbitUri};
+
+/// A subscriber socket. Its broker is attached at the first raise, so sockets parsed only to be
+/// matched or listed never open a connection.
+pub struct Socket {
+    pub uri: RabbitUri,
+    target: Arc<Target>,
+    broker: Option<Arc<Broker>>,
+}
+
+/// The module instance.
+pub struct EventRabbitmq {
+    cfg: Config,
+    sink: Sink,
+    runtime: runtime::Runtime,
+    /// Live brokers and how many sockets use each.
+    brokers: BTreeMap<BrokerKey, (Arc<Broker>, usize)>,
+    /// Brokers without sockets whose task is still sending what they buffered.
+    retired: Vec<Arc<Broker>>,
+}
+
+impl EventRabbitmq {
+    /// Start the runtime; `sink` receives every delivery outcome.
+    pub fn new(cfg: Config, sink: Sink) -> Result<EventRabbitmq, String> {
+        Ok(EventRabbitmq {
+            cfg,
+            sink,
+            runtime: runtime::Runtime::start()?,
+            brokers: BTreeMap::new(),
+            retired: Vec::new(),
+        })
+    }
+
+    fn broker_for(&mut self, uri: &RabbitUri) -> Arc<Broker> {
+        let key = uri.broker();
+        if let Some((b, users)) = self.brokers.get_mut(&key) {
+            *users += 1;
+            return b.clone();
+        }
+        let limits = Limits {
+            events: self.cfg.buffer_events,
+            bytes: self.cfg.buffer_bytes,
+        };
+        let b = Arc::new(Broker::new(key.clone(), limits, self.sink.clone()));
+        let task = connection::run(b.clone(), self.cfg.clone(), self.runtime.handle().clone());
+        self.runtime.spawn(task);
+        self.brokers.insert(key, (b.clone(), 1));
+        b
+    }
+
+    /// Every live broker's counters (MI `event_rabbitmq:status`).
+    pub fn status(&self) -> Value {
+        Value::Array(self.brokers.values().map(|(b, _)| b.status()).collect())
+    }
+
+    /// Stop every broker: publish what is buffered until `drain_timeout`, fail the rest, close
+    /// the connections and join every thread.
+    pub fn shutdown(&mut self) {
+        let all: Vec<Arc<Broker>> = std::mem::take(&mut self.brokers)
+            .into_values()
+            .map(|(b, _)| b)
+            .chain(self.retired.drain(..))
+            .collect();
+        for b in &all {
+            b.stop();
+        }
+        // Each task gives up at drain_timeout; closing and joining lapin adds at most ~10 s.
+        let limit = self.cfg.drain_timeout + std::time::Duration::from_secs(15);
+        self.runtime.shutdown(limit);
+        // A task stopped by the runtime's end could not report: every event gets its one status.
+        for b in &all {
+            for m in b.buffer().drain() {
+                b.report(&m, Err("not confirmed by the broker before shutdown"));
+            }
+        }
+    }
+}
+
+impl Module for EventRabbitmq {
+    fn init(host: Host, params: &Params) -> Result<Self, String> {
+        let cfg = Config::from_params(params)?;
+        let sink: Sink =
+            Arc::new(move |d: Delivery, r: Result<(), &str>| host.delivery_status(d, r));
+        EventRabbitmq::new(cfg, sink)
+    }
+
+    fn destroy(&mut self) {
+        self.shutdown();
+    }
+
+    fn mi_command(&mut self, name: &str, _params: &MiParams) -> MiResult {
+        match name {
+            "event_rabbitmq:status" => Ok(self.status()),
+            _ => Err(MiError::new(-32601, "Method not found").with_data(name.to_string())),
+        }
+    }
+}
+
+impl Transport for EventRabbitmq {
+    type Socket = Socket;
+
+    fn parse(&mut self, _proto: &str, body: &str) -> Result<Socket, String> {
+        let uri = RabbitUri::parse(body)?;
+        let target = Arc::new(Target {
+            exchange: uri.exchange.clone(),
+            routing_key: uri.routing_key.clone(),
+            persistent: uri.persistent,
+            mandatory: uri.mandatory,
+        });
+        Ok(Socket {
+            uri,
+            target,
+            broker: None,
+        })
+    }
+
+    fn matches(&self, a: &Socket, b: &Socket) -> bool {
+        a.uri.same_destination(&b.uri)
+    }
+
+    fn print(&self, socket: &Socket, out: &mut String) {
+        socket.uri.print(out);
+    }
+
+    fn raise(
+        &mut self,
+        socket: &mut Socket,
+        event: &Event<'_>,
+        delivery: Delivery,
+    ) -> Result<Raised, String> {
+        let broker = match &socket.broker {
+            Some(b) => b.clone(),
+            None => {
+                let b = self.broker_for(&socket.uri);
+                socket.broker = Some(b.clone());
+                b
+            }
+        };
+        broker.enqueue(Message {
+            delivery,
+            target: socket.target.clone(),
+            body: Arc::from(event.json()),
+            sends: 0,
+        })?;
+        Ok(Raised::Pending)
+    }
+
+    fn free(&mut self, socket: &mut Socket) {
+        let Some(b) = socket.broker.take() else {
+            return;
+        };
+        if let Some((_, users)) = self.brokers.get_mut(&b.key) {
+            *users -= 1;
+            if *users == 0 {
+                self.brokers.remove(&b.key);
+                // The task sends what is buffered, then closes the connection and ends; its
+                // clone of the broker goes with it.
+                b.retire();
+                self.retired.retain(|r| Arc::strong_count(r) > 1);
+                self.retired.push(b);
+            }
+        }
+    }
+}
+
+export_module! {
+    module: EventRabbitmq,
+    name: "event_rabbitmq",
+    doc: "rabbitmq: transport: publishes each event's JSON-RPC notification to RabbitMQ, with publisher confirms.",
+    params: [
+        param::int("heartbeat", config::DEFAULT_HEARTBEAT, 0, 65535,
+            "AMQP heartbeat in seconds, serviced while idle; 0 disables it"),
+        param::int("connect_timeout", config::DEFAULT_CONNECT_TIMEOUT_MS, 1, 600_000,
+            "TCP connect timeout in ms"),
+        param::int("timeout", config::DEFAULT_TIMEOUT_MS, 0, 600_000,
+            "Bound in ms on each broker RPC (login, channel open, confirm.select); 0 = none"),
+        param::int("frame_max", config::DEFAULT_FRAME_MAX, config::FRAME_MAX_RANGE.0, config::FRAME_MAX_RANGE.1,
+            "Largest AMQP frame in bytes proposed to the broker"),
+        param::int("buffer_events", config::DEFAULT_BUFFER_EVENTS, 1, 100_000_000,
+            "Most unconfirmed events held per broker; when full the oldest is dropped"),
+        param::int("buffer_bytes", config::DEFAULT_BUFFER_BYTES, 1024, 68_719_476_736,
+            "Most body bytes of unconfirmed events held per broker; when full the oldest is dropped"),
+        param::int("reconnect_min", config::DEFAULT_RECONNECT_MIN_MS, 1, 3_600_000,
+            "First reconnect delay in ms; doubled after each failure"),
+        param::int("reconnect_max", config::DEFAULT_RECONNECT_MAX_MS, 1, 3_600_000,
+            "Cap of the reconnect delay in ms"),
+        param::int("drain_timeout", config::DEFAULT_DRAIN_TIMEOUT_MS, 0, 600_000,
+            "At shutdown, how long in ms to keep publishing buffered events before failing them"),
+    ],
+    events: [],
+    mi: [
+        "event_rabbitmq:status" [[]]
+            "Per broker: connection state, buffered and in-flight events, confirmed, failed, returned, dropped, resent, connects",
+    ],
+    transports: ["rabbitmq" (evi_sdk::EXPIRES | evi_sdk::JSON | evi_sdk::ASYNC)],
+}

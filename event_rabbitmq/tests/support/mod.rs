@@ -1,0 +1,185 @@
+//! The real broker, as the tests see it: a lapin consumer, broker locks, and `rabbitmqctl`.
+
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::fs::File;
+use std::future::Future;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const ADDR: &str = "127.0.0.1:5672";
+const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A lock on the broker: shared by tests that only use it, exclusive for tests that stop it or
+/// kill its connections. Released on drop (the file lock dies with the process too).
+pub struct BrokerLock(#[allow(dead_code)] File);
+
+fn lock(kind: i32) -> BrokerLock {
+    let f = File::create(std::env::temp_dir().join("evid-rabbitmq-tests.lock"))
+        .unwrap_or_else(|e| panic!("lock file: {e}"));
+    // SAFETY: flock on a descriptor we own.
+    let r = unsafe { libc::flock(f.as_raw_fd(), kind) };
+    assert_eq!(r, 0, "flock: {}", std::io::Error::last_os_error());
+    let l = BrokerLock(f);
+    require_broker();
+    l
+}
+
+/// For tests that publish and consume.
+pub fn shared() -> BrokerLock {
+    lock(libc::LOCK_SH)
+}
+
+/// For tests that stop the broker or kill its connections.
+pub fn exclusive() -> BrokerLock {
+    lock(libc::LOCK_EX)
+}
+
+/// Fail at once, and say why, when nothing listens on 5672 (never hang, never skip).
+pub fn require_broker() {
+    let addr: SocketAddr = ADDR.parse().unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        panic!(
+            "RabbitMQ is not reachable at {ADDR} ({e}): run scripts/test-deps, which installs and starts it"
+        );
+    }
+}
+
+/// A queue name no other test uses.
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("evid-test-{tag}-{}-{nanos}", std::process::id())
+}
+
+/// Run `rabbitmqctl ARGS`; panics with its output on failure.
+pub fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl: {e}"));
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stops the broker app; starts it again on drop, even when the test fails.
+pub struct Outage;
+
+impl Outage {
+    pub fn begin() -> Outage {
+        rabbitmqctl(&["stop_app"]);
+        Outage
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").status();
+        let _ = Command::new("rabbitmqctl")
+            .args(["await_startup", "--timeout", "120"])
+            .status();
+    }
+}
+
+fn block_on<T>(f: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+        .block_on(f)
+}
+
+/// A fresh connection per call: tests kill connections, and a consumer must survive that.
+async fn channel() -> Result<(Connection, Channel), lapin::Error> {
+    let props = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    let conn = Connection::connect(URI, props).await?;
+    let ch = conn.create_channel().await?;
+    Ok((conn, ch))
+}
+
+/// Declare `queue` (durable: it must survive a broker restart), optionally bound to an exchange.
+pub fn declare(queue: &str, bind: Option<(&str, &str)>) {
+    let r: Result<(), lapin::Error> = block_on(async {
+        let (conn, ch) = channel().await?;
+        let opts = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(queue, opts, FieldTable::default()).await?;
+        if let Some((exchange, key)) = bind {
+            ch.queue_bind(
+                queue,
+                exchange,
+                key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        let _ = conn.close(200, "").await;
+        Ok(())
+    });
+    r.unwrap_or_else(|e| panic!("declare {queue}: {e}"));
+}
+
+pub fn delete(queue: &str) {
+    let _: Result<(), lapin::Error> = block_on(async {
+        let (conn, ch) = channel().await?;
+        ch.queue_delete(queue, QueueDeleteOptions::default())
+            .await?;
+        let _ = conn.close(200, "").await;
+        Ok(())
+    });
+}
+
+/// Deletes the queue at the end of the test, pass or fail.
+pub struct Queue(pub String);
+
+impl Queue {
+    pub fn new(tag: &str, bind: Option<(&str, &str)>) -> Queue {
+        let q = unique(tag);
+        declare(&q, bind);
+        Queue(q)
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        delete(&self.0);
+    }
+}
+
+/// Take messages from `queue` until `n` arrived or `limit` passed.
+pub fn get(queue: &str, n: usize, limit: Duration) -> Vec<(Vec<u8>, BasicProperties)> {
+    let end = Instant::now() + limit;
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < end {
+        let r: Result<(), lapin::Error> = block_on(async {
+            let (conn, ch) = channel().await?;
+            while got.len() < n {
+                let opts = BasicGetOptions { no_ack: true };
+                match ch.basic_get(queue, opts).await? {
+                    Some(m) => got.push((m.delivery.data, m.delivery.properties)),
+                    None => break,
+                }
+            }
+            let _ = conn.close(200, "").await;
+            Ok(())
+        });
+        if r.is_err() || got.len() < n {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    got
+}
