@@ -5,6 +5,13 @@
 //! OpenSIPS does). Routes run on a pool of script workers fed by a bounded queue, so a raiser
 //! never runs a route inline and never waits: a full queue drops the event for this socket,
 //! and the host counts and logs it.
+//!
+//! `route:NAME;sync` runs the route inline in the transport's `raise`, on this module's thread
+//! (one at a time, in delivery order) instead of on a worker: what the 2.x
+//! `event_route[E_X, sync]` form asks for, and the socket the host subscribes for such a block.
+//! The raiser still never waits (it only queued the event for this module); a slow sync route
+//! fills this module's queue and the host counts the drops. `route:NAME;async` is the default
+//! and prints as `NAME`.
 
 mod pool;
 
@@ -17,9 +24,10 @@ pub struct EventRoute {
     pool: Pool,
 }
 
-/// A parsed `route:` socket: the name of an `event_route` block.
+/// A parsed `route:` socket: the name of an `event_route` block and how it runs.
 pub struct Socket {
-    route: String,
+    route: std::sync::Arc<str>,
+    sync: bool,
 }
 
 impl Module for EventRoute {
@@ -42,7 +50,19 @@ impl Transport for EventRoute {
     type Socket = Socket;
 
     fn parse(&mut self, _proto: &str, body: &str) -> Result<Socket, String> {
-        let route = body.trim();
+        let (route, mode) = match body.rsplit_once(';') {
+            Some((r, m)) => (r.trim(), Some(m.trim())),
+            None => (body.trim(), None),
+        };
+        let sync = match mode {
+            None | Some("async") => false,
+            Some("sync") => true,
+            Some(m) => {
+                return Err(format!(
+                    "unknown mode {m:?} (expected route:NAME, route:NAME;sync or route:NAME;async)"
+                ))
+            }
+        };
         if route.is_empty() {
             return Err(
                 "empty route name (expected route:NAME of an event_route[NAME] block)".into(),
@@ -52,20 +72,36 @@ impl Transport for EventRoute {
             return Err(format!("the script has no event_route[{route}] block"));
         }
         Ok(Socket {
-            route: route.to_string(),
+            route: route.into(),
+            sync,
         })
     }
 
     fn matches(&self, a: &Socket, b: &Socket) -> bool {
-        a.route == b.route
+        a.route == b.route && a.sync == b.sync
     }
 
     fn print(&self, s: &Socket, out: &mut String) {
         out.push_str(&s.route);
+        if s.sync {
+            out.push_str(";sync");
+        }
     }
 
     fn raise(&mut self, s: &mut Socket, event: &Event<'_>, _d: Delivery) -> Result<Raised, String> {
-        self.pool.submit(&s.route, event.to_owned())?;
+        if s.sync {
+            // A failing route is a script error, not a failed delivery: logged like the
+            // workers log it, with the location in the config.
+            if let Err(why) = self.host.run_event_route(&s.route, event) {
+                log::error!(
+                    "event_route[{}] failed for {}: {why}",
+                    s.route,
+                    event.name()
+                );
+            }
+        } else {
+            self.pool.submit(&s.route, event.to_owned())?;
+        }
         Ok(Raised::Done)
     }
 }

@@ -34,11 +34,11 @@ impl Pool {
     }
 
     /// Queue one event for `route`; never blocks.
-    pub fn submit(&self, route: &str, event: OwnedEvent) -> Result<(), String> {
+    pub fn submit(&self, route: &Arc<str>, event: OwnedEvent) -> Result<(), String> {
         let Some(tx) = &self.tx else {
             return Err("event_route is stopping".into());
         };
-        match tx.try_send((route.into(), event)) {
+        match tx.try_send((route.clone(), event)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(format!(
                 "event_route queue full ({} events): event dropped (raise workers or queue_size)",

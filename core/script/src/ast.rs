@@ -61,6 +61,8 @@ pub(crate) struct Route {
     pub name_pos: Pos,
     /// `timer_route[name, interval]`: the interval if it is an integer, else what was written.
     pub interval: Option<(Result<i64, String>, Pos)>,
+    /// `event_route[E_X, sync]` (the 2.x form): run inline by the transport, not on a worker.
+    pub sync: bool,
     pub body: Block,
 }
 

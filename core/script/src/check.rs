@@ -110,7 +110,10 @@ impl Checker {
                     }
                 }
             }
-            Builtin::Xlog | Builtin::Log if c.args.len() == 2 => {
+            // An empty level was reported above as an empty argument.
+            Builtin::Xlog | Builtin::Log
+                if c.args.len() == 2 && !matches!(c.args[0].kind, ArgKind::Empty) =>
+            {
                 let a = &c.args[0];
                 let ok = match a.expr() {
                     Some(Expr::Const(Value::Str(s))) => LogLevel::from_script_name(s).is_some(),

@@ -230,6 +230,16 @@ impl Script {
         self.events.contains_key(name)
     }
 
+    /// Whether `event_route[name]` is declared in the 2.x `[name, sync]` form: the transport
+    /// then runs it inline, in delivery order, instead of handing it to a script worker.
+    /// False for `[name, async]`, the plain 3.x form and unknown names.
+    pub fn event_route_is_sync(&self, name: &str) -> bool {
+        self.events
+            .get(name)
+            .and_then(|&i| self.routes.get(i))
+            .is_some_and(|r| r.sync)
+    }
+
     /// The value of the last `name = value` global, if set.
     pub fn global(&self, name: &str) -> Option<&Literal> {
         self.items.iter().rev().find_map(|i| match i {

@@ -453,6 +453,7 @@ impl<'l> Parser<'l> {
         let mut name = None;
         let mut name_pos = pos.clone();
         let mut interval = None;
+        let mut sync = false;
         let needs_name = matches!(kind, RouteKind::Timer | RouteKind::Event);
         if self.at(&Tok::LBracket) || needs_name {
             self.expect(&Tok::LBracket, &format!("'[' and a name after {kw}"))?;
@@ -467,12 +468,13 @@ impl<'l> Parser<'l> {
                     interval = Some(self.timer_interval()?);
                 }
                 RouteKind::Event if self.at(&Tok::Comma) => {
-                    // The 1.x/2.x `[E_X, sync|async]` form: accepted, the mode is ignored.
+                    // The 1.x/2.x `[E_X, sync|async]` form; async is what 3.x always does.
                     self.bump();
                     if !(self.at_ident("sync") || self.at_ident("async")) {
                         self.expected("sync or async after the event name");
                         return Err(());
                     }
+                    sync = self.at_ident("sync");
                     self.bump();
                 }
                 _ => {}
@@ -491,6 +493,7 @@ impl<'l> Parser<'l> {
             name,
             name_pos,
             interval,
+            sync,
             body,
         })
     }
