@@ -154,7 +154,7 @@ fn oversized_events_fail_with_a_clear_log_and_others_still_flow() {
     let a = UdpReceiver::new();
     d.mi("event_subscribe", json!(["E_GOLDEN", a.uri()]))
         .unwrap_or_else(|e| panic!("{e}"));
-    let big = "x".repeat(70_000);
+    let big = "x".repeat(65_500);
     d.mi("raise_event", json!(["E_GOLDEN", [big]]))
         .unwrap_or_else(|e| panic!("{e}"));
     d.mi("raise_event", json!(["E_GOLDEN", ["small"]]))

@@ -55,6 +55,23 @@ pub struct EviHost {
         event: *const EviEvent,
         err: EviWriter,
     ) -> EviStatus,
+    /// Open a socket of any loaded transport (`proto:body`, as a subscriber would give it) for
+    /// this module to raise to (event_virtual's members). The host parses it on that transport's
+    /// thread. Returns a handle (> 0), or 0 with the reason in `err`. Owner: this module, until
+    /// `socket_close`.
+    pub socket_open: unsafe extern "C" fn(ctx: *mut c_void, uri: EviStr, err: EviWriter) -> u64,
+    /// Release a socket from `socket_open`, after the raises already sent to it.
+    pub socket_close: unsafe extern "C" fn(ctx: *mut c_void, socket: u64),
+    /// Send `event` to a socket from `socket_open`. Never blocks. `OK`: queued; its outcome comes
+    /// back exactly once through the module's `member_status` with `token`, on the module's
+    /// thread. `ERROR`: not queued (queue full, socket closed), reason in `err`, no callback.
+    pub socket_raise: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        socket: u64,
+        event: *const EviEvent,
+        token: u64,
+        err: EviWriter,
+    ) -> EviStatus,
 }
 
 // SAFETY: every function is documented thread-safe; ctx is an opaque handle.

@@ -84,6 +84,11 @@ pub type EviDestroyFn = unsafe extern "C" fn(instance: *mut c_void);
 /// whenever its queue runs empty) and before `destroy`; write out anything buffered.
 pub type EviFlushFn = unsafe extern "C" fn(instance: *mut c_void);
 
+/// `member_status`: the outcome (`OK` or `ERROR` with a reason) of the `socket_raise` made with
+/// `token`. Called once per queued `socket_raise`, on the module's thread.
+pub type EviMemberStatusFn =
+    unsafe extern "C" fn(instance: *mut c_void, token: u64, status: EviStatus, msg: EviStr);
+
 /// The module declaration, exported under [`crate::EVI_MODULE_SYMBOL`] (written by
 /// `evi_sdk::export_module!`).
 ///
@@ -114,6 +119,9 @@ pub struct EviModuleDecl {
     pub init: EviInitFn,
     pub destroy: EviDestroyFn,
     pub flush: Option<EviFlushFn>,
+    /// The outcome of a `socket_raise` (see `EviHost::socket_raise`); needed only by modules
+    /// that raise to other transports' sockets.
+    pub member_status: Option<EviMemberStatusFn>,
     /// Reserved for minor-version extension tables (each starting with its own size); null in 1.0.
     pub ext: *const c_void,
 }

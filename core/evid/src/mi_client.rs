@@ -60,8 +60,13 @@ pub fn request(
         .map_err(|e| format!("cannot reach evid at {url}: {e}"))?;
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
+    // mi_http's `auth_token`: sent when $EVID_MI_TOKEN is set.
+    let auth = std::env::var("EVID_MI_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())
@@ -139,6 +144,11 @@ pub fn call(
 ) -> Result<Value, MiCallError> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
     let r = request(url, "POST", body.as_bytes(), timeout).map_err(MiCallError::Transport)?;
+    if r.status == 401 {
+        return Err(MiCallError::Transport(format!(
+            "evid at {url} wants a bearer token (set EVID_MI_TOKEN to mi_http's auth_token)"
+        )));
+    }
     let v: Value = serde_json::from_slice(&r.body).map_err(|_| {
         MiCallError::Transport(format!("HTTP {} with a body that is not JSON", r.status))
     })?;

@@ -19,6 +19,8 @@ pub struct Settings {
     pub max_while_loops: Option<u64>,
     /// `evid --dev`: modules may be reloaded (MI `module_reload`, file watcher).
     pub dev: bool,
+    /// What MI clients may subscribe, and MI request limits.
+    pub policy: crate::policy::Policy,
 }
 
 /// OpenSIPS globals that mean nothing to evid: accepted with a warning so configs run unchanged.
@@ -74,6 +76,7 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
         queue_size: DEFAULT_QUEUE_SIZE,
         max_while_loops: None,
         dev: false,
+        policy: Default::default(),
     };
     for item in &script.items {
         if let Item::Global { name, value, pos } = item {
@@ -212,12 +215,52 @@ fn global(s: &mut Settings, name: &str, value: &Literal, _pos: &Pos) -> Result<(
             Ok(())
         }
         ("max_while_loops", _) => Err("max_while_loops must be a positive int".into()),
+        (n, v) if n.starts_with("mi_") => policy_param(&mut s.policy, n, v),
         (n, _) if IGNORED_GLOBALS.contains(&n) => {
             log::warn!("global parameter {n} has no meaning in evid; ignored");
             Ok(())
         }
         ("mpath", _) => Err("mpath must be a string".into()),
         (n, _) => Err(format!("unknown global parameter {n:?}")),
+    }
+}
+
+/// The `mi_*` globals: the MI subscription policy and request limits.
+fn policy_param(p: &mut crate::policy::Policy, name: &str, value: &Literal) -> Result<(), String> {
+    let positive = |v: &Literal| match v {
+        Literal::Int(n) if *n > 0 => Ok(*n),
+        _ => Err(format!("{name} must be a positive int")),
+    };
+    match name {
+        "mi_allowed_protos" => match value {
+            Literal::Str(s) => {
+                p.allowed_protos = Some(
+                    s.split([',', ' '])
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                );
+                Ok(())
+            }
+            Literal::Int(_) => {
+                Err("mi_allowed_protos must be a string like \"udp,flatstore\"".into())
+            }
+        },
+        "mi_flatstore_dir" => match value {
+            Literal::Str(s) if s.starts_with('/') => {
+                p.flatstore_dir = Some(PathBuf::from(s.trim_end_matches('/')));
+                Ok(())
+            }
+            _ => Err("mi_flatstore_dir must be an absolute directory path in quotes".into()),
+        },
+        "mi_max_expire" => positive(value).map(|n| p.max_expire = Some(n)),
+        "mi_max_subscribers_per_event" => positive(value).map(|n| p.max_per_event = n as usize),
+        "mi_max_subscribers" => positive(value).map(|n| p.max_total = n as usize),
+        "mi_max_request" => positive(value).map(|n| p.max_request = n as usize),
+        "mi_max_params" => positive(value).map(|n| p.max_params = n as usize),
+        "mi_max_param_len" => positive(value).map(|n| p.max_param_len = n as usize),
+        "mi_max_socket_len" => positive(value).map(|n| p.max_socket_len = n as usize),
+        _ => Err(format!("unknown global parameter {name:?}")),
     }
 }
 
@@ -236,6 +279,7 @@ impl Prepared {
     /// On any failure, what already started is stopped again.
     pub fn start(self) -> Result<Host, Vec<Diagnostic>> {
         let host = Host::new(self.settings.queue_size);
+        host.set_policy(self.settings.policy.clone());
         let script = Arc::new(self.script);
         // Before any module starts: the route transport checks `route:NAME` against the script.
         host.set_script(script.clone(), self.settings.max_while_loops);

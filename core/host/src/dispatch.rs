@@ -115,6 +115,9 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
 impl Shared {
     /// An async transport's late outcome for delivery `delivery` (the subscriber id).
     pub(crate) fn delivery_status(&self, delivery: u64, status: EviStatus, msg: &[u8]) {
+        if self.member_delivery_status(delivery, status, msg) {
+            return;
+        }
         let sub = self.registry.subscriber(delivery);
         match sub {
             Some(sub) => record(

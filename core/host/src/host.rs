@@ -41,6 +41,10 @@ pub(crate) struct Shared {
     /// Set once start-up (modules, `startup_route`) is done; MI requests wait for it, so a
     /// client never sees a half-configured daemon.
     pub ready: (std::sync::Mutex<bool>, std::sync::Condvar),
+    /// What MI clients may subscribe, and MI request limits.
+    pub policy: RwLock<crate::policy::Policy>,
+    /// Sockets modules raise to directly (event_virtual's members).
+    pub(crate) members: crate::members::Members,
     /// `evid --dev`: modules may be reloaded.
     pub dev: AtomicBool,
     /// The config's script, for `event_route` runs (set once, before modules start).
@@ -103,6 +107,8 @@ impl Host {
             ready: Default::default(),
             script: Default::default(),
             dev: AtomicBool::new(false),
+            members: Default::default(),
+            policy: Default::default(),
         });
         for e in CORE_EVENTS {
             let _ = shared.registry.publish(e);
@@ -234,6 +240,15 @@ impl Host {
         self.shared.raise(id, params)
     }
 
+    /// Set the MI subscription policy and request limits.
+    pub fn set_policy(&self, policy: crate::policy::Policy) {
+        *self
+            .shared
+            .policy
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
     /// Give the host the config's script (once): `event_route` blocks run from it.
     pub fn set_script(&self, script: Arc<evi_script::Script>, max_while_loops: Option<u64>) {
         let _ = self.shared.script.set(ScriptState {
@@ -331,6 +346,7 @@ impl Host {
         {
             m.stop();
         }
+        self.shared.close_all_members();
         {
             let _w = self
                 .shared
@@ -385,7 +401,7 @@ pub(crate) fn free_later(sub: Arc<Subscriber>) {
 
 impl Shared {
     /// The module and transport index serving `proto`.
-    fn transport(&self, proto: &str) -> Option<(Arc<Module>, usize)> {
+    pub(crate) fn transport(&self, proto: &str) -> Option<(Arc<Module>, usize)> {
         self.protos
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -28,6 +28,9 @@ pub(crate) fn table(ctx: *mut c_void) -> EviHost {
         mi_execute: host_mi_execute,
         has_event_route: host_has_event_route,
         run_event_route: host_run_event_route,
+        socket_open: host_socket_open,
+        socket_close: host_socket_close,
+        socket_raise: host_socket_raise,
     }
 }
 
@@ -212,6 +215,65 @@ unsafe extern "C" fn host_run_event_route(
             Ok(()) => EviStatus::OK,
             Err(d) => {
                 write(err, &d.to_string());
+                EviStatus::ERROR
+            }
+        }
+    }))
+    .unwrap_or(EviStatus::ERROR)
+}
+
+unsafe extern "C" fn host_socket_open(c: *mut c_void, uri: EviStr, err: EviWriter) -> u64 {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`; uri is valid for the call.
+        let c = unsafe { ctx(c) };
+        let Some(shared) = c.shared.upgrade() else {
+            write(err, "host is stopping");
+            return 0;
+        };
+        let uri = String::from_utf8_lossy(unsafe { uri.as_bytes() });
+        match shared.member_open(&c.module, &uri) {
+            Ok(id) => id,
+            Err(why) => {
+                write(err, &why);
+                0
+            }
+        }
+    }))
+    .unwrap_or(0)
+}
+
+unsafe extern "C" fn host_socket_close(c: *mut c_void, socket: u64) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`.
+        let c = unsafe { ctx(c) };
+        if let Some(shared) = c.shared.upgrade() {
+            shared.member_close(&c.module, socket);
+        }
+    }));
+}
+
+unsafe extern "C" fn host_socket_raise(
+    c: *mut c_void,
+    socket: u64,
+    event: *const EviEvent,
+    token: u64,
+    err: EviWriter,
+) -> EviStatus {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`; event is valid for the call.
+        let c = unsafe { ctx(c) };
+        let Some(shared) = c.shared.upgrade() else {
+            write(err, "host is stopping");
+            return EviStatus::ERROR;
+        };
+        if event.is_null() {
+            write(err, "no event");
+            return EviStatus::ERROR;
+        }
+        match shared.member_raise(&c.module, socket, unsafe { &*event }, token) {
+            Ok(()) => EviStatus::OK,
+            Err(why) => {
+                write(err, &why);
                 EviStatus::ERROR
             }
         }

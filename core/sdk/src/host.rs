@@ -5,6 +5,10 @@ use evi_abi::{EviHost, EviParam, EviStatus, EviStr, EviWriter};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+/// A socket of another transport, opened with [`Host::socket_open`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemberSocket(pub u64);
+
 /// The daemon, as seen from a module: raise and publish events, report async deliveries, run MI
 /// requests. Cheap to clone; usable from any thread the module owns, until `destroy` returns.
 #[derive(Clone, Copy)]
@@ -103,6 +107,60 @@ impl Host {
                 api.ctx,
                 EviStr::new(name.as_bytes()),
                 event.raw(),
+                string_writer(&mut err),
+            )
+        };
+        if st == EviStatus::OK {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+
+    /// Open a socket of any loaded transport (`proto:body`) to raise to; see
+    /// [`Host::socket_raise`]. The error names what is wrong with `uri`.
+    pub fn socket_open(&self, uri: &str) -> Result<MemberSocket, String> {
+        let mut err = String::new();
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        let h = unsafe {
+            (api.socket_open)(
+                api.ctx,
+                EviStr::new(uri.as_bytes()),
+                string_writer(&mut err),
+            )
+        };
+        if h == 0 {
+            Err(err)
+        } else {
+            Ok(MemberSocket(h))
+        }
+    }
+
+    /// Release a socket from [`Host::socket_open`] (after the raises already sent to it).
+    pub fn socket_close(&self, socket: MemberSocket) {
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        unsafe { (api.socket_close)(api.ctx, socket.0) }
+    }
+
+    /// Send `event` to `socket`; never blocks. `Ok`: the outcome arrives once through
+    /// [`crate::Module::member_status`] with `token`. `Err`: not queued, no callback.
+    pub fn socket_raise(
+        &self,
+        socket: MemberSocket,
+        event: &crate::Event<'_>,
+        token: u64,
+    ) -> Result<(), String> {
+        let mut err = String::new();
+        let api = self.api();
+        // SAFETY: arguments are valid for the call.
+        let st = unsafe {
+            (api.socket_raise)(
+                api.ctx,
+                socket.0,
+                event.raw(),
+                token,
                 string_writer(&mut err),
             )
         };

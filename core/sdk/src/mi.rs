@@ -3,6 +3,7 @@
 use serde_json::{Map, Value as Json};
 
 /// The params of one MI call, bound by the host to one of the command's recipes.
+#[derive(Clone, Debug, Default)]
 pub struct MiParams {
     map: Map<String, Json>,
 }
@@ -16,6 +17,16 @@ impl MiParams {
         MiParams { map }
     }
 
+    /// Params from a JSON object (for a module's unit tests of its MI commands); anything but
+    /// an object gives no params.
+    pub fn from_json(v: Json) -> MiParams {
+        match v {
+            Json::Object(map) => MiParams { map },
+            _ => MiParams::default(),
+        }
+    }
+
+    /// Whether the call has param `name` (for commands with several recipes).
     pub fn has(&self, name: &str) -> bool {
         self.map.contains_key(name)
     }
@@ -47,12 +58,16 @@ impl MiParams {
 /// An MI error reply: `{"code":..,"message":..,"data":..}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MiError {
+    /// OpenSIPS's code: 400/404/500 for command errors, -326xx for JSON-RPC ones.
     pub code: i32,
+    /// The short message, e.g. `Invalid params`.
     pub message: String,
+    /// Optional detail, sent as the error's `data` member.
     pub data: Option<String>,
 }
 
 impl MiError {
+    /// An error with `code` and `message`, no data.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
         MiError {
             code,
@@ -60,6 +75,7 @@ impl MiError {
             data: None,
         }
     }
+    /// Add the `data` member.
     pub fn with_data(mut self, data: impl Into<String>) -> Self {
         self.data = Some(data.into());
         self
@@ -68,6 +84,7 @@ impl MiError {
     pub fn invalid_params(data: &str) -> Self {
         MiError::new(-32602, "Invalid params").with_data(data)
     }
+    /// -32602 "Invalid params", saying param `name` has the wrong type.
     pub fn bad_type(name: &str) -> Self {
         Self::invalid_params(&format!("Bad type for parameter '{name}'"))
     }

@@ -16,6 +16,10 @@ pub trait Module: Sized + Send + 'static {
     /// Write out anything buffered (called after each batch of raises and before `destroy`).
     fn flush(&mut self) {}
 
+    /// The outcome of a [`Host::socket_raise`] made with `token` (modules that raise to other
+    /// transports' sockets, like event_virtual). Called once per queued raise.
+    fn member_status(&mut self, _token: u64, _result: Result<(), &str>) {}
+
     /// Run one of the MI commands listed in `export_module!`.
     fn mi_command(&mut self, name: &str, _params: &MiParams) -> MiResult {
         Err(MiError::new(-32601, "Method not found").with_data(name.to_string()))

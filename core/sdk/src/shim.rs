@@ -97,6 +97,22 @@ pub unsafe extern "C" fn destroy<M: Module>(inst: *mut c_void) {
     remove_logger();
 }
 
+pub unsafe extern "C" fn member_status<M: Module>(
+    inst: *mut c_void,
+    token: u64,
+    status: EviStatus,
+    msg: EviStr,
+) {
+    // SAFETY: msg is valid for the call.
+    let msg = String::from_utf8_lossy(unsafe { msg.as_bytes() }).into_owned();
+    let result = if status == EviStatus::OK {
+        Ok(())
+    } else {
+        Err(msg.as_str())
+    };
+    unsafe { guard::<M, ()>(inst, |_| (), |m| m.member_status(token, result)) }
+}
+
 pub unsafe extern "C" fn flush<M: Module>(inst: *mut c_void) {
     unsafe { guard::<M, ()>(inst, |_| (), |m| m.flush()) }
 }

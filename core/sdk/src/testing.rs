@@ -9,6 +9,7 @@ use crate::{Event, OwnedEvent};
 pub struct TestEvent(OwnedEvent);
 
 impl TestEvent {
+    /// An event named `name` with no params yet.
     pub fn new(name: &str) -> Self {
         TestEvent(OwnedEvent::new(name))
     }
@@ -80,6 +81,9 @@ impl FakeHost {
                 mi_execute: fake::mi_execute,
                 has_event_route: fake::has_event_route,
                 run_event_route: fake::run_event_route,
+                socket_open: fake::socket_open,
+                socket_close: fake::socket_close,
+                socket_raise: fake::socket_raise,
             },
             mi: Box::new(mi),
             raised: Default::default(),
@@ -215,6 +219,34 @@ mod fake {
 
     pub unsafe extern "C" fn has_event_route(_: *mut c_void, _: EviStr) -> bool {
         false
+    }
+
+    pub unsafe extern "C" fn socket_open(_: *mut c_void, _: EviStr, e: EviWriter) -> u64 {
+        unsafe {
+            (e.write)(
+                e.ctx,
+                EviStr::from_static("the fake host has no transports"),
+            )
+        };
+        0
+    }
+
+    pub unsafe extern "C" fn socket_close(_: *mut c_void, _: u64) {}
+
+    pub unsafe extern "C" fn socket_raise(
+        _: *mut c_void,
+        _: u64,
+        _: *const EviEvent,
+        _: u64,
+        e: EviWriter,
+    ) -> EviStatus {
+        unsafe {
+            (e.write)(
+                e.ctx,
+                EviStr::from_static("the fake host has no transports"),
+            )
+        };
+        EviStatus::ERROR
     }
 
     pub unsafe extern "C" fn run_event_route(

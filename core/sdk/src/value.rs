@@ -5,7 +5,9 @@ use evi_abi::{EviEvent, EviParam, EviStr, EviValue, EVI_VALUE_INT, EVI_VALUE_STR
 /// An event parameter value: OpenSIPS's int or string (ints widened to 64 bits), or null.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Value<'a> {
+    /// No value (OpenSIPS's null param).
     Null,
+    /// An integer.
     Int(i64),
     /// Raw bytes; usually UTF-8, but nothing guarantees it.
     Str(&'a [u8]),
@@ -14,17 +16,21 @@ pub enum Value<'a> {
 /// One event parameter; `name` is `None` for a positional parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Param<'a> {
+    /// The name; `None` for a positional parameter.
     pub name: Option<&'a str>,
+    /// The value.
     pub value: Value<'a>,
 }
 
 impl<'a> Param<'a> {
+    /// A named parameter.
     pub fn named(name: &'a str, value: Value<'a>) -> Self {
         Param {
             name: Some(name),
             value,
         }
     }
+    /// A positional (unnamed) parameter.
     pub fn positional(value: Value<'a>) -> Self {
         Param { name: None, value }
     }
@@ -83,14 +89,17 @@ impl<'a> Event<'a> {
         unsafe { std::str::from_utf8_unchecked(self.raw.name.as_bytes()) }
     }
 
+    /// The event's id in the daemon's registry (stable for the daemon's lifetime).
     pub fn id(&self) -> u32 {
         self.raw.id
     }
 
+    /// How many parameters the event has.
     pub fn len(&self) -> usize {
         self.raw.n_params
     }
 
+    /// Whether the event has no parameters.
     pub fn is_empty(&self) -> bool {
         self.raw.n_params == 0
     }

@@ -57,6 +57,8 @@ pub struct Endpoint {
     /// The `root` modparam without surrounding slashes (`"mi"` serves `/mi` and `/mi/...`).
     root: String,
     max_body: usize,
+    /// The bearer token requests must carry (`auth_token`).
+    token: Option<String>,
 }
 
 impl Endpoint {
@@ -66,6 +68,39 @@ impl Endpoint {
         Endpoint {
             root: root.trim_matches('/').to_string(),
             max_body,
+            token: None,
+        }
+    }
+
+    /// Require `Authorization: Bearer <token>` on every request (`None`: no authentication).
+    pub fn with_token(mut self, token: Option<String>) -> Endpoint {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// 401 unless the request carries the configured bearer token. The comparison takes the
+    /// same time wherever the first difference is, so the token cannot be guessed byte by byte.
+    pub fn authorize(&self, header: Option<&str>) -> Result<(), Reply> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .trim();
+        let same = given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(Reply::text(
+                401,
+                "missing or wrong bearer token (Authorization: Bearer ...)",
+            ))
         }
     }
 

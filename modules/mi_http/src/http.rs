@@ -57,6 +57,8 @@ pub struct Head {
     pub keep_alive: bool,
     /// `Expect: 100-continue` (HTTP/1.1 only): the client waits for a go-ahead before the body.
     pub expect_continue: bool,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 impl Head {
@@ -352,6 +354,7 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, u16> {
     let mut length: Option<u64> = None;
     let mut codings: Vec<Vec<u8>> = Vec::new();
     let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
+    let mut authorization = None;
     for line in lines.filter(|l| !l.is_empty()) {
         // Obsolete line folding is refused (RFC 9112 §5.2).
         if line[0] == b' ' || line[0] == b'\t' {
@@ -382,6 +385,8 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, u16> {
                 close |= t.eq_ignore_ascii_case(b"close");
                 keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
             }
+        } else if name.eq_ignore_ascii_case(b"authorization") {
+            authorization = Some(String::from_utf8_lossy(value).into_owned());
         } else if name.eq_ignore_ascii_case(b"expect") {
             if !value.eq_ignore_ascii_case(b"100-continue") {
                 return Err(417);
@@ -410,6 +415,7 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, u16> {
             && (http11 || keep_alive)
             && !(framing == Framing::Chunked && length.is_some()),
         expect_continue,
+        authorization,
     })
 }
 
@@ -423,6 +429,7 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        401 => "Unauthorized",
         413 => "Payload Too Large",
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
@@ -461,6 +468,9 @@ pub fn format_response(
     );
     if let Some(allow) = reply.allow {
         out.push_str(&format!("Allow: {allow}\r\n"));
+    }
+    if reply.status == 401 {
+        out.push_str("WWW-Authenticate: Bearer realm=\"evid MI\"\r\n");
     }
     if let Some(ct) = reply.content_type {
         out.push_str(&format!("Content-Type: {ct}\r\n"));

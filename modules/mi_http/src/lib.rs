@@ -40,6 +40,7 @@ export_module! {
         param::str("root", DEFAULT_ROOT, "URL path of the MI: /ROOT and everything under /ROOT/"),
         param::int("threads", DEFAULT_THREADS, 1, 64, "Worker threads running MI requests"),
         param::int("max_body", DEFAULT_MAX_BODY, 1024, 67_108_864, "Largest request body in bytes; larger gets HTTP 413"),
+        param::str_unset("auth_token", "If set, every request must carry Authorization: Bearer TOKEN, else HTTP 401"),
     ],
     events: [],
     mi: [],
@@ -95,7 +96,9 @@ impl Module for MiHttp {
             format!("{ip}:{port}")
         };
         let mi: Arc<MiFn> = Arc::new(move |request: &[u8]| host.mi_execute(request));
-        let server = Server::start((ip, port), Config::new(root, threads, max_body), mi)
+        let mut config = Config::new(root, threads, max_body);
+        config.token = params.str("auth_token").map(str::to_string);
+        let server = Server::start((ip, port), config, mi)
             .map_err(|e| format!("mi_http: cannot listen on {shown}: {e}"))?;
         let endpoint = Endpoint::new(root, max_body);
         log::info!(

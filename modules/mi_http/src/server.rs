@@ -39,6 +39,8 @@ pub struct Config {
     /// Time a client gets to send a whole request (head and body), and to wait between two
     /// requests on one connection; also the send timeout. OpenSIPS' httpd `conn_timeout`: 30 s.
     pub timeout: Duration,
+    /// Required bearer token (`auth_token`); `None` = no authentication.
+    pub token: Option<String>,
 }
 
 impl Config {
@@ -48,6 +50,7 @@ impl Config {
             threads,
             max_body,
             timeout: Duration::from_secs(30),
+            token: None,
         }
     }
 }
@@ -56,6 +59,7 @@ impl Config {
 struct Job {
     method: String,
     target: String,
+    authorization: Option<String>,
     body: Vec<u8>,
     reply: SyncSender<Reply>,
 }
@@ -98,7 +102,7 @@ impl Server {
         let listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            endpoint: Endpoint::new(&config.root, config.max_body),
+            endpoint: Endpoint::new(&config.root, config.max_body).with_token(config.token.clone()),
             timeout: config.timeout,
             listener,
             stopping: AtomicBool::new(false),
@@ -374,6 +378,7 @@ fn serve_one(
     let job = Job {
         method: head.method.clone(),
         target: head.target.clone(),
+        authorization: head.authorization.clone(),
         body,
         reply: tx,
     };
@@ -399,9 +404,12 @@ fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared, mi: &MiFn) {
         let job = lock(rx).recv();
         let Ok(job) = job else { return };
         let reply = catch_unwind(AssertUnwindSafe(|| {
-            shared
-                .endpoint
-                .handle(&job.method, &job.target, &job.body, mi)
+            match shared.endpoint.authorize(job.authorization.as_deref()) {
+                Ok(()) => shared
+                    .endpoint
+                    .handle(&job.method, &job.target, &job.body, mi),
+                Err(refused) => refused,
+            }
         }))
         .unwrap_or_else(|_| {
             log::error!("mi_http: panic while running an MI request");

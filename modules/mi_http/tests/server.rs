@@ -441,3 +441,43 @@ fn bind_conflict_is_an_error() {
         .expect("bind fails");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
 }
+
+#[test]
+fn auth_token_is_required_when_set() {
+    let mut config = Config::new("mi", 2, 4096);
+    config.token = Some("s3cret-token".into());
+    let server = start_with(config);
+    let ask = |auth: Option<&str>| {
+        let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+        let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        let req = format!(
+            "POST /mi HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            EVENTS_LIST.len()
+        );
+        s.write_all(req.as_bytes())
+            .and_then(|_| s.write_all(EVENTS_LIST))
+            .expect("send");
+        let mut c = common::Client {
+            reader: std::io::BufReader::new(s),
+        };
+        c.response().expect("a response")
+    };
+    for bad in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer s3cret-tokenX"),
+        Some("Basic s3cret-token"),
+    ] {
+        let r = ask(bad);
+        assert_eq!(r.status(), 401, "{bad:?}");
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some("Bearer realm=\"evid MI\""),
+            "{bad:?}"
+        );
+    }
+    let ok = ask(Some("Bearer s3cret-token"));
+    assert_eq!(ok.status(), 200);
+    assert_eq!(String::from_utf8_lossy(&ok.body), EVENTS_REPLY);
+    server.stop();
+}

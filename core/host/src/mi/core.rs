@@ -78,11 +78,44 @@ fn event_subscribe(s: &Shared, p: &Map<String, Value>) -> MiResult {
     if event.is_empty() || socket.is_empty() {
         return Err(MiError::invalid_params("Empty parameter"));
     }
+    if expire > 0 {
+        let policy = s.policy.read().unwrap_or_else(|p| p.into_inner()).clone();
+        policy
+            .check_subscription(&socket, expire)
+            .map_err(bad_value)?;
+        check_room(s, &policy, &event, &socket)?;
+    }
     match s.subscribe(&event, &socket, Some(expire)) {
         Ok(_) => Ok(json!("OK")),
         Err(SubscribeError::Internal(why)) => Err(MiError::new(-32000, "Server error").data(why)),
         Err(e) => Err(bad_value(e.to_string())),
     }
+}
+
+/// A new subscription must fit the per-event and total limits (a refresh always may).
+fn check_room(
+    s: &Shared,
+    policy: &crate::policy::Policy,
+    event: &str,
+    socket: &str,
+) -> Result<(), MiError> {
+    let Some(entry) = s.registry.by_name(event) else {
+        return Ok(());
+    };
+    let now = s.clock.now();
+    let here = live(&entry, now).len();
+    let total: usize = s.registry.events().iter().map(|e| live(e, now).len()).sum();
+    if here < policy.max_per_event && total < policy.max_total {
+        return Ok(());
+    }
+    if s.find_subscriber(&entry, socket).is_some() {
+        return Ok(());
+    }
+    Err(bad_value(if here >= policy.max_per_event {
+        format!("{event} already has {here} subscribers (mi_max_subscribers_per_event)")
+    } else {
+        format!("evid already has {total} subscribers (mi_max_subscribers)")
+    }))
 }
 
 fn events_list(s: &Shared, _p: &Map<String, Value>) -> MiResult {

@@ -36,7 +36,7 @@ impl MiError {
     fn parse_error() -> Self {
         MiError::new(-32700, "Parse error")
     }
-    fn invalid_request() -> Self {
+    pub(crate) fn invalid_request() -> Self {
         MiError::new(-32600, "Invalid Request")
     }
 }
@@ -145,6 +145,17 @@ impl MiTable {
 
 /// Execute one request body; `None` when no reply is due (a notification).
 pub(crate) fn execute(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
+    let (max_request, max_params, max_param_len) = {
+        let p = shared.policy.read().unwrap_or_else(|p| p.into_inner());
+        (p.max_request, p.max_params, p.max_param_len)
+    };
+    if body.len() > max_request {
+        let e = MiError::invalid_request().data(format!(
+            "request of {} bytes is larger than {max_request} (mi_max_request)",
+            body.len()
+        ));
+        return Some(reply(&Value::Null, Err(e)));
+    }
     let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => return Some(reply(&Value::Null, Err(MiError::parse_error()))),
@@ -177,10 +188,46 @@ pub(crate) fn execute(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
         .get("method")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let result = dispatch(shared, method, req.get("params"));
+    let result = match limits(req.get("params"), max_params, max_param_len) {
+        Ok(()) => dispatch(shared, method, req.get("params")),
+        Err(e) => Err(e),
+    };
     // A notification gets no reply, even for an error (OpenSIPS answers only -32700/-32600).
     let id = id?;
     Some(reply(&id, result))
+}
+
+/// At most `max_params` params, no string longer than `max_len` bytes (nested ones included).
+fn limits(params: Option<&Value>, max_params: usize, max_len: usize) -> Result<(), MiError> {
+    let n = match params {
+        Some(Value::Array(a)) => a.len(),
+        Some(Value::Object(o)) => o.len(),
+        _ => 0,
+    };
+    if n > max_params {
+        return Err(MiError::invalid_params(&format!(
+            "{n} parameters, at most {max_params} (mi_max_params)"
+        )));
+    }
+    fn longest(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len(),
+            Value::Array(a) => a.iter().map(longest).max().unwrap_or(0),
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| k.len().max(longest(v)))
+                .max()
+                .unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let len = params.map_or(0, longest);
+    if len > max_len {
+        return Err(MiError::invalid_params(&format!(
+            "a parameter of {len} bytes, at most {max_len} (mi_max_param_len)"
+        )));
+    }
+    Ok(())
 }
 
 /// Ids are echoed with their JSON type; numbers come back as integers.

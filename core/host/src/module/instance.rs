@@ -158,6 +158,15 @@ pub(crate) fn writer(v: &mut Vec<u8>) -> EviWriter {
 }
 
 impl Instance {
+    /// Tell the module the outcome of one of its `socket_raise`s.
+    pub(crate) fn member_status(&self, token: u64, ok: bool, msg: &[u8]) {
+        if let Some(f) = self.decl().member_status {
+            let st = if ok { EviStatus::OK } else { EviStatus::ERROR };
+            // SAFETY: on the module's thread, with its instance; msg is valid for the call.
+            unsafe { f(self.ptr, token, st, EviStr::new(msg)) }
+        }
+    }
+
     /// The instance's last call: `destroy`.
     pub(super) fn destroy(self) {
         // SAFETY: on its thread, once; nothing calls into the instance afterwards.

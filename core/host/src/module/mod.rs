@@ -30,15 +30,25 @@ use std::time::Duration;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) enum Job {
+    /// `member`: a raise another module made with `socket_raise`; its outcome goes back to it.
     Raise {
         event: Arc<RaisedEvent>,
         sub: Arc<Subscriber>,
+        member: Option<Box<MemberRaise>>,
     },
     Call(Box<dyn FnOnce(&Instance) + Send>),
     /// Flush, destroy, end the thread (shutdown; sockets were freed before).
     Stop,
     /// Free these sockets, flush, destroy, end the thread (a reload follows).
     Retire(Vec<Arc<Subscriber>>),
+}
+
+/// Who gets the outcome of a `socket_raise`: the owner module, its token, and the delivery id
+/// the transport reports an async outcome with.
+pub(crate) struct MemberRaise {
+    pub owner: Arc<Module>,
+    pub token: u64,
+    pub delivery: u64,
 }
 
 /// The current instance: its library and its thread.
@@ -67,7 +77,7 @@ pub struct Module {
     queue_size: usize,
     // Stable for every instance: init gets `api`, whose ctx points to `ctx`.
     api: Box<evi_abi::EviHost>,
-    _ctx: Box<crate::host_api::ModuleCtx>,
+    ctx: Box<crate::host_api::ModuleCtx>,
 }
 
 impl Module {
@@ -87,7 +97,15 @@ impl Module {
         let api = Box::new(crate::host_api::table(&*ctx as *const _ as *mut c_void));
         let (jobs, rx) = bounded::<Job>(queue_size);
         let params = modparam::resolve(&info, config_params);
-        let (thread, id) = thread::spawn(&name, &lib, &*api, params, rx.clone(), Vec::new())?;
+        let (thread, id) = thread::spawn(
+            &name,
+            &lib,
+            &*api,
+            params,
+            rx.clone(),
+            Vec::new(),
+            ctx.shared.clone(),
+        )?;
         Ok(Arc::new(Module {
             name,
             path: lib.origin.clone(),
@@ -105,7 +123,7 @@ impl Module {
             failed: AtomicU64::new(0),
             queue_size,
             api,
-            _ctx: ctx,
+            ctx,
         }))
     }
 
@@ -143,7 +161,26 @@ impl Module {
 
     /// Queue one raise; never blocks. Returns false (and counts it) when the queue is full.
     pub(crate) fn enqueue_raise(&self, event: Arc<RaisedEvent>, sub: Arc<Subscriber>) -> bool {
-        match self.jobs.try_send(Job::Raise { event, sub }) {
+        self.enqueue(event, sub, None)
+    }
+
+    /// Queue a raise that another module made (see `MemberRaise`); never blocks.
+    pub(crate) fn enqueue_member_raise(
+        &self,
+        event: Arc<RaisedEvent>,
+        sub: Arc<Subscriber>,
+        member: MemberRaise,
+    ) -> bool {
+        self.enqueue(event, sub, Some(Box::new(member)))
+    }
+
+    fn enqueue(
+        &self,
+        event: Arc<RaisedEvent>,
+        sub: Arc<Subscriber>,
+        member: Option<Box<MemberRaise>>,
+    ) -> bool {
+        match self.jobs.try_send(Job::Raise { event, sub, member }) {
             Ok(()) => true,
             Err(TrySendError::Full(Job::Raise { sub, .. }))
             | Err(TrySendError::Disconnected(Job::Raise { sub, .. })) => {
@@ -198,6 +235,11 @@ impl Module {
         let _ = self.jobs.send_timeout(Job::Call(Box::new(f)), CALL_TIMEOUT);
     }
 
+    /// Deliver a `socket_raise` outcome to this (owner) module, on its thread.
+    pub(crate) fn post_member_status(&self, token: u64, ok: bool, msg: Vec<u8>) {
+        self.post(move |inst| inst.member_status(token, ok, &msg));
+    }
+
     /// Drain the queue, flush, `destroy`, join the thread. Idempotent. The library stays
     /// loaded: production never unloads one.
     pub(crate) fn stop(&self) {
@@ -246,6 +288,7 @@ impl Module {
             params,
             self.rx.clone(),
             subs.clone(),
+            self.ctx.shared.clone(),
         ) {
             Ok((t, id)) => {
                 *self.life() = Life {
@@ -265,6 +308,7 @@ impl Module {
                     params,
                     self.rx.clone(),
                     subs,
+                    self.ctx.shared.clone(),
                 );
                 match restarted {
                     Ok((t, id)) => {

@@ -2,8 +2,9 @@
 //! then serving the queue until told to stop or retire, then `flush` and `destroy`.
 
 use super::instance::{writer, Instance, SocketPtr};
-use super::Job;
+use super::{Job, MemberRaise};
 use crate::event::RaisedEvent;
+use crate::host::Shared;
 use crate::loader::Library;
 use crate::modparam::{self, ModparamValue};
 use crate::registry::Subscriber;
@@ -11,7 +12,7 @@ use crossbeam_channel::{bounded, Receiver};
 use evi_abi::{EviHost, EviModuleDecl, EviStatus, EVI_TRANSPORT_JSON};
 use std::ffi::c_void;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::{JoinHandle, ThreadId};
 
 /// Raises handled between two `flush` calls.
@@ -26,6 +27,7 @@ pub(super) fn spawn(
     params: Vec<(String, ModparamValue)>,
     rx: Receiver<Job>,
     subs: Vec<Arc<Subscriber>>,
+    shared: Weak<Shared>,
 ) -> Result<(JoinHandle<()>, ThreadId), String> {
     let (init_tx, init_rx) = bounded::<Result<(), String>>(1);
     let decl = lib.decl() as *const EviModuleDecl as usize;
@@ -46,7 +48,7 @@ pub(super) fn spawn(
                 return;
             }
             let _ = init_tx.send(Ok(()));
-            run(inst, &rx);
+            run(inst, &rx, &shared);
         })
         .map_err(|e| format!("cannot start a thread for module {name}: {e}"))?;
     let id = thread.thread().id();
@@ -113,13 +115,15 @@ fn retire(inst: &Instance, sub: &Subscriber) {
     }
 }
 
-fn run(inst: Instance, rx: &Receiver<Job>) {
+fn run(inst: Instance, rx: &Receiver<Job>, shared: &Weak<Shared>) {
     let mut err = Vec::new();
     'outer: while let Ok(mut job) = rx.recv() {
         let mut n = 0;
         loop {
             match job {
-                Job::Raise { event, sub } => raise(&inst, &event, &sub, &mut err),
+                Job::Raise { event, sub, member } => {
+                    raise(&inst, &event, &sub, member, shared, &mut err)
+                }
                 Job::Call(f) => f(&inst),
                 Job::Stop => break 'outer,
                 Job::Retire(subs) => {
@@ -144,16 +148,41 @@ fn run(inst: Instance, rx: &Receiver<Job>) {
     inst.destroy();
 }
 
-fn raise(inst: &Instance, event: &RaisedEvent, sub: &Subscriber, err: &mut Vec<u8>) {
+fn raise(
+    inst: &Instance,
+    event: &RaisedEvent,
+    sub: &Subscriber,
+    member: Option<Box<MemberRaise>>,
+    shared: &Weak<Shared>,
+    err: &mut Vec<u8>,
+) {
     if sub.freed.load(Ordering::Acquire) {
+        if let Some(m) = member {
+            if let Some(s) = shared.upgrade() {
+                s.forget_member_delivery(m.delivery);
+            }
+            m.owner
+                .post_member_status(m.token, false, b"socket closed".to_vec());
+        }
         return;
     }
     let t = inst.transport(sub.transport);
     let handle = sub.handle.load(Ordering::Acquire);
+    let delivery = member.as_ref().map_or(sub.id, |m| m.delivery);
     err.clear();
     let st = event.with_view(t.flags & EVI_TRANSPORT_JSON != 0, |view| {
         // SAFETY: handle came from this instance's parse and is not freed (checked above).
-        unsafe { (t.raise)(inst.ptr, handle, view, sub.id, writer(err)) }
+        unsafe { (t.raise)(inst.ptr, handle, view, delivery, writer(err)) }
     });
     crate::dispatch::record(sub, st, err);
+    if let Some(m) = member {
+        if st != EviStatus::PENDING {
+            // A synchronous outcome: the async path will never see this delivery.
+            if let Some(s) = shared.upgrade() {
+                s.forget_member_delivery(m.delivery);
+            }
+            m.owner
+                .post_member_status(m.token, st == EviStatus::OK, err.clone());
+        }
+    }
 }

@@ -1,4 +1,14 @@
 //! Modparams: declared once in a const table, checked by the host, read by `init`.
+//!
+//! The table in [`export_module!`](crate::export_module) (built with [`int`], [`str`](fn@str),
+//! [`str_unset`], [`bool`](fn@bool) and [`repeatable`]) is what the host checks every
+//! `modparam` line against, and what `evid --describe-module` prints. `init` then gets the
+//! checked values as [`Params`]: read them one by one ([`Params::int`], [`Params::str`], ...) or
+//! all at once into the module's own config struct with [`Params::parse`].
+
+mod de;
+
+pub use de::ParamError;
 
 use evi_abi::{
     EviParam, EviParamSpec, EviStr, EviValue, EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_PARAM_REPEATABLE,
@@ -69,7 +79,10 @@ pub const fn repeatable(mut spec: EviParamSpec) -> EviParamSpec {
     spec
 }
 
-/// The checked modparam values handed to `init`.
+/// The checked modparam values handed to `init`: every declared param in spec order, defaults
+/// filled in; a repeatable param appears once per value; an unset param without a default is
+/// absent.
+#[derive(Clone, Debug)]
 pub struct Params {
     values: Vec<(String, ParamValue)>,
 }
@@ -77,8 +90,11 @@ pub struct Params {
 /// One modparam value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParamValue {
+    /// An `int` param.
     Int(i64),
+    /// A `str` param.
     Str(String),
+    /// A `bool` param.
     Bool(bool),
 }
 
@@ -118,6 +134,7 @@ impl Params {
         }
     }
 
+    /// The (first) value of param `name`; `None` when it is unset.
     pub fn get(&self, name: &str) -> Option<&ParamValue> {
         self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
@@ -147,6 +164,7 @@ impl Params {
         }
     }
 
+    /// A `bool` param (an `int` param counts as true when non-zero); false when unset.
     pub fn bool(&self, name: &str) -> bool {
         matches!(self.get(name), Some(ParamValue::Bool(true))) || self.int(name) != 0
     }

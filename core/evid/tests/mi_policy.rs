@@ -1,0 +1,152 @@
+//! What MI clients may do: the subscription policy, request limits and the bearer token.
+//! Config-file subscriptions are trusted and not limited.
+
+use evi_testkit::{Daemon, UdpReceiver};
+use serde_json::{json, Value};
+
+const POLICY: &str = r#"
+mi_allowed_protos = "udp,flatstore"
+mi_max_expire = 600
+mi_max_subscribers_per_event = 3
+mi_flatstore_dir = "{dir}/events"
+mi_max_params = 4
+mi_max_param_len = 100
+mi_max_request = 2000
+loadmodule "event_datagram.so"
+loadmodule "event_flatstore.so"
+loadmodule "event_stream.so"
+startup_route {
+    # Trusted: outside mi_flatstore_dir, a proto MI may not use.
+    subscribe_event("E_X", "flatstore:{dir}/trusted.log");
+    subscribe_event("E_Y", "tcp:127.0.0.1:9");
+}
+"#;
+
+fn refused(d: &Daemon, params: Value) -> String {
+    d.mi("event_subscribe", params.clone())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| panic!("{params} was accepted"))
+}
+
+#[test]
+fn mi_subscriptions_follow_the_policy() {
+    let d = Daemon::start(POLICY);
+    let _ = std::fs::create_dir_all(d.dir.join("events"));
+    let dir = d.dir.path().display().to_string();
+    assert!(refused(&d, json!(["E_X", "tcp:127.0.0.1:9", 60]))
+        .contains("proto \"tcp\" is not allowed over MI"));
+    assert!(refused(&d, json!(["E_X", "udp:127.0.0.1:9", 601]))
+        .contains("above the maximum of 600 seconds"));
+    assert!(
+        refused(&d, json!(["E_X", "flatstore:/etc/evid-owned.log", 60]))
+            .contains("outside the allowed directory")
+    );
+    assert!(refused(
+        &d,
+        json!(["E_X", format!("flatstore:{dir}/events/../x.log"), 60])
+    )
+    .contains(". or .."));
+    // A symlink inside the directory that points out of it is refused too.
+    let _ = std::os::unix::fs::symlink("/tmp", d.dir.join("events/out"));
+    assert!(refused(
+        &d,
+        json!(["E_X", format!("flatstore:{dir}/events/out/x.log"), 60])
+    )
+    .contains("symbolic link"));
+    assert_eq!(
+        d.mi(
+            "event_subscribe",
+            json!(["E_X", format!("flatstore:{dir}/events/x.log"), 600])
+        )
+        .ok(),
+        Some(json!("OK"))
+    );
+
+    // E_X has the trusted subscriber and one from MI: room for one more, then full.
+    let a = UdpReceiver::new();
+    let b = UdpReceiver::new();
+    assert_eq!(
+        d.mi("event_subscribe", json!(["E_X", a.uri(), 60])).ok(),
+        Some(json!("OK")),
+        "{}",
+        d.log()
+    );
+    let full = refused(&d, json!(["E_X", b.uri(), 60]));
+    assert!(
+        full.contains("E_X already has 3 subscribers (mi_max_subscribers_per_event)"),
+        "{full}"
+    );
+    // A refresh of an existing subscription, and an unsubscribe, are always allowed.
+    assert_eq!(
+        d.mi("event_subscribe", json!(["E_X", a.uri(), 120])).ok(),
+        Some(json!("OK"))
+    );
+    assert_eq!(
+        d.mi("event_subscribe", json!(["E_X", a.uri(), 0])).ok(),
+        Some(json!("OK"))
+    );
+    assert_eq!(
+        d.mi("event_subscribe", json!(["E_X", b.uri(), 60])).ok(),
+        Some(json!("OK"))
+    );
+}
+
+#[test]
+fn request_limits_give_clear_errors() {
+    let d = Daemon::start(POLICY);
+    let cases = [
+        (
+            json!({"jsonrpc":"2.0","id":1,"method":"raise_event","params":["E_X", ["a","b"], 1, 2, 3]}),
+            json!({"jsonrpc":"2.0","error":{"code":-32602,"message":"Invalid params","data":"5 parameters, at most 4 (mi_max_params)"},"id":1}),
+        ),
+        (
+            json!({"jsonrpc":"2.0","id":2,"method":"raise_event","params":["E_X", ["x".repeat(101)]]}),
+            json!({"jsonrpc":"2.0","error":{"code":-32602,"message":"Invalid params","data":"a parameter of 101 bytes, at most 100 (mi_max_param_len)"},"id":2}),
+        ),
+    ];
+    for (req, want) in cases {
+        let r = d.mi_raw(req.to_string().as_bytes());
+        let got: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert_eq!(got, want);
+    }
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"version","params":["{}"]}}"#,
+        "y".repeat(3000)
+    );
+    let got: Value = serde_json::from_slice(&d.mi_raw(big.as_bytes()).body).unwrap_or_default();
+    assert_eq!(got["error"]["code"], -32600);
+    assert!(
+        got["error"]["data"]
+            .as_str()
+            .is_some_and(|s| s.contains("larger than 2000 (mi_max_request)")),
+        "{got}"
+    );
+    // Still serving.
+    assert!(d.mi("version", json!([])).is_ok());
+}
+
+#[test]
+fn a_bearer_token_guards_mi_http() {
+    // evid's MI client (and so evictl and this test kit) sends $EVID_MI_TOKEN; a daemon without
+    // auth_token ignores it, so setting it here cannot disturb other tests.
+    std::env::set_var("EVID_MI_TOKEN", "t0ken");
+    let d = Daemon::start("modparam(\"mi_http\", \"auth_token\", \"t0ken\")");
+    assert!(d.mi("version", json!([])).is_ok(), "{}", d.log());
+    let addr = d
+        .mi_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mi")
+        .to_string();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"version"}"#;
+    let mut s = std::net::TcpStream::connect(&addr).unwrap_or_else(|e| panic!("{e}"));
+    let req = format!(
+        "POST /mi HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut s, req.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut out);
+    assert!(out.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{out}");
+    assert!(out.contains("WWW-Authenticate: Bearer"), "{out}");
+}
