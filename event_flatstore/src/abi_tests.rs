@@ -263,7 +263,21 @@ fn readme_matches_the_export_table() {
     let expected: Vec<String> = specs.iter().map(readme_row).collect();
     assert_eq!(rows, expected);
     for cmd in slice(decl().mi_cmds, decl().n_mi_cmds) {
-        assert!(readme.contains(&format!("| `{}` | `path_to_file` |", text(&cmd.name))));
+        let params: Vec<String> = slice(cmd.recipes, cmd.n_recipes)
+            .iter()
+            .flat_map(|r| {
+                slice(r.params, r.n_params)
+                    .iter()
+                    .map(|p| format!("`{}`", text(p)))
+            })
+            .collect();
+        let params = if params.is_empty() {
+            "none".to_string()
+        } else {
+            params.join(", ")
+        };
+        let row = format!("| `{}` | {params} |", text(&cmd.name));
+        assert!(readme.contains(&row), "README lacks {row}");
     }
     assert!(readme.contains("`E_FLATSTORE_ROTATION`"));
 }

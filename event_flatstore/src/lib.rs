@@ -112,6 +112,10 @@ impl Module for EventFlatstore {
     fn mi_command(&mut self, name: &str, params: &MiParams) -> MiResult {
         match name {
             "evi_flat_rotate" | "event_flatstore:rotate" => self.mi_rotate(params),
+            "event_flatstore:reopen" => match self.reopen_all("reopen") {
+                Ok(()) => evi_sdk::mi_ok(),
+                Err(why) => Err(MiError::new(500, "Cannot reopen file").with_data(why)),
+            },
             _ => Err(MiError::new(-32601, "Method not found").with_data(name.to_string())),
         }
     }
@@ -170,6 +174,8 @@ export_module! {
             "Flush, close and reopen a subscribed file (path without suffix), re-evaluating the suffix",
         "event_flatstore:rotate" [["path_to_file"]]
             "Same as evi_flat_rotate",
+        "event_flatstore:reopen" [[]]
+            "Reopen every file (after logrotate); evid runs it on SIGHUP",
     ],
     transports: ["flatstore" (evi_sdk::EXPIRES)],
 }

@@ -239,3 +239,28 @@ fn permissions_and_open_file_limit_apply() {
         "{text}"
     );
 }
+
+#[test]
+fn sighup_reopens_files_after_logrotate() {
+    let d = Daemon::start("loadmodule \"event_flatstore.so\"\nstartup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/x.log\"); }");
+    let path = d.dir.join("x.log");
+    let moved = d.dir.join("x.log.1");
+    raise(&d, json!(["E_X", ["before"]]));
+    assert!(wait_for(T, || read(&path) == "E_X,before\n"));
+    std::fs::rename(&path, &moved).unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) };
+    assert!(
+        wait_for(T, || d.log().contains("event_flatstore:reopen")),
+        "{}",
+        d.log()
+    );
+    raise(&d, json!(["E_X", ["after"]]));
+    assert!(
+        wait_for(T, || read(&path) == "E_X,after\n"),
+        "{:?}\n{}",
+        read(&path),
+        d.log()
+    );
+    assert_eq!(read(&moved), "E_X,before\n");
+}

@@ -158,7 +158,10 @@ fn run(file: &std::path::Path, dev: bool) -> ExitCode {
     );
     loop {
         match signals.wait() {
-            libc::SIGHUP => log::info!("SIGHUP received; nothing to reload"),
+            libc::SIGHUP => {
+                log::info!("SIGHUP received: reopening files");
+                host.reopen();
+            }
             sig => {
                 log::info!("signal {sig} received, stopping");
                 break;

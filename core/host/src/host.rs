@@ -282,6 +282,22 @@ impl Host {
             .ok();
     }
 
+    /// SIGHUP: run every module's `MODULE:reopen` MI command (flatstore reopens its files after
+    /// a logrotate), logging each outcome.
+    pub fn reopen(&self) {
+        for name in self
+            .shared
+            .mi
+            .names()
+            .into_iter()
+            .filter(|n| n.ends_with(":reopen"))
+        {
+            let req = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{name}"}}"#);
+            let reply = crate::mi::execute(&self.shared, req.as_bytes()).unwrap_or_default();
+            log::info!("{name}: {}", String::from_utf8_lossy(&reply));
+        }
+    }
+
     /// Start-up is complete: let MI requests through.
     pub fn set_ready(&self) {
         let (lock, cv) = &self.shared.ready;
