@@ -3,4 +3,5 @@
 
 pub mod logger;
 pub mod mi_client;
+pub mod notify;
 pub mod signals;

@@ -156,6 +156,7 @@ fn run(file: &std::path::Path, dev: bool) -> ExitCode {
         evi_host::version_string(),
         file.display()
     );
+    evid::notify::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     loop {
         match signals.wait() {
             libc::SIGHUP => {
@@ -168,6 +169,7 @@ fn run(file: &std::path::Path, dev: bool) -> ExitCode {
             }
         }
     }
+    evid::notify::notify("STOPPING=1");
     host.shutdown();
     ExitCode::SUCCESS
 }

@@ -53,6 +53,12 @@ pub(crate) fn register(t: &MiTable) {
     t.add_core("uptime", "Print the start time and uptime", &[], uptime);
     super::stats::register(t);
     t.add_core(
+        "log_level",
+        "Show or set the log level (-3 alert .. 4 debug)",
+        &[&[], &["level"]],
+        log_level,
+    );
+    t.add_core(
         "module_reload",
         "Reload a transport module from its rebuilt file (evid --dev only)",
         &[&["module"]],
@@ -330,4 +336,28 @@ fn module_reload(s: &Shared, p: &Map<String, Value>) -> MiResult {
     s.reload_module(&name)
         .map_err(|why| MiError::new(500, "Reload failed").data(why))?;
     Ok(json!("OK"))
+}
+
+/// OpenSIPS's numbering of the current `log` filter.
+fn current_level() -> i64 {
+    match log::max_level() {
+        log::LevelFilter::Off | log::LevelFilter::Error => -1,
+        log::LevelFilter::Warn => 1,
+        log::LevelFilter::Info => 3,
+        _ => 4,
+    }
+}
+
+fn log_level(_s: &Shared, p: &Map<String, Value>) -> MiResult {
+    if p.contains_key("level") {
+        let l = int_param(p, "level")?;
+        if !(-3..=4).contains(&l) {
+            return Err(MiError::invalid_params(
+                "level must be from -3 (alert) to 4 (debug)",
+            ));
+        }
+        log::set_max_level(crate::config::level_filter(l));
+        log::warn!("log level set to {l} over MI");
+    }
+    Ok(json!({ "log_level": current_level() }))
 }

@@ -1,0 +1,53 @@
+//! Running evid as a service: systemd readiness, log level at run time.
+
+use evi_testkit::{Daemon, TempDir};
+use serde_json::json;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+#[test]
+fn systemd_is_told_ready_and_stopping() {
+    let dir = TempDir::new("notify");
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("{e}"));
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(20)));
+    // Inherited by the daemon this test starts (and harmless for any other).
+    std::env::set_var("NOTIFY_SOCKET", &path);
+    let mut d = Daemon::start("");
+    let mut buf = [0u8; 256];
+    let n = sock
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no READY from evid: {e}\n{}", d.log()));
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..n]),
+        format!("READY=1\nMAINPID={}", d.pid())
+    );
+    let (status, _) = d.stop();
+    assert!(status.success());
+    let n = sock
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no STOPPING from evid: {e}"));
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
+#[test]
+fn log_level_changes_at_run_time() {
+    let d = Daemon::start("");
+    assert_eq!(
+        d.mi("log_level", json!([])).ok(),
+        Some(json!({"log_level": 3}))
+    );
+    assert_eq!(
+        d.mi("log_level", json!([4])).ok(),
+        Some(json!({"log_level": 4}))
+    );
+    assert!(
+        d.log().contains("log level set to 4 over MI"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        d.mi("log_level", json!([9])).err().map(|e| e.to_string()),
+        Some("-32602 Invalid params: level must be from -3 (alert) to 4 (debug)".into())
+    );
+}
