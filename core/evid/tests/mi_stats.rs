@@ -58,6 +58,21 @@ fn deliveries_failures_and_raises_are_counted() {
         ]
     );
 
+    // The same counters for Prometheus.
+    let metrics_url = d.mi_url.replace("/mi", "/metrics");
+    let m = evid::mi_client::request(&metrics_url, "GET", b"", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((m.status, m.header("content-type")), (200, Some("text/plain; version=0.0.4")));
+    let text = String::from_utf8_lossy(&m.body);
+    for line in [
+        "# TYPE evid_module_delivered_total counter",
+        "evid_module_delivered_total{module=\"event_datagram\"} 3",
+        "evid_module_failed_total{module=\"event_datagram\"} 3",
+        "evid_event_raised_total{event=\"E_X\"} 3",
+        "evid_subscribers 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
+    }
+
     // Per subscriber: who failed and why.
     let subs = d
         .mi("subscriber_stats", json!(["E_X"]))

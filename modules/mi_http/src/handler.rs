@@ -140,6 +140,9 @@ impl Endpoint {
     /// The checks that need no body: 404 for another path, 405 for a method other than POST.
     /// The HTTP layer runs them before reading a body it would refuse anyway.
     pub fn check(&self, method: &str, target: &str) -> Result<(), Reply> {
+        if method == "GET" && is_metrics(target) {
+            return Ok(());
+        }
         if !self.path_matches(target) {
             return Err(Reply::text(
                 404,
@@ -181,6 +184,9 @@ impl Endpoint {
         if let Err(r) = self.check(method, target) {
             return r;
         }
+        if method == "GET" && is_metrics(target) {
+            return crate::metrics::render(mi);
+        }
         if body.len() > self.max_body {
             return self.too_large();
         }
@@ -194,6 +200,11 @@ impl Endpoint {
             None => Reply::accepted(),
         }
     }
+}
+
+/// `GET /metrics` (query ignored) serves Prometheus, whatever the MI root.
+fn is_metrics(target: &str) -> bool {
+    target.split(['?', '#']).next() == Some(crate::metrics::PATH)
 }
 
 #[cfg(test)]

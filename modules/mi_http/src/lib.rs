@@ -10,6 +10,7 @@
 
 mod handler;
 mod http;
+mod metrics;
 mod server;
 
 pub use handler::{Endpoint, MiFn, Reply};
