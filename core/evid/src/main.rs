@@ -98,8 +98,31 @@ fn main() -> ExitCode {
 }
 
 fn load(file: &std::path::Path) -> Result<evi_host::config::Prepared, ExitCode> {
-    let script = evi_script::parse_file(file).map_err(|errs| report(file, &errs))?;
-    prepare(script, &exe_dir()).map_err(|errs| report(file, &errs))
+    // Parse errors, then whatever the checks find in the parts that did parse: one run, every error.
+    let (script, mut errs) = evi_script::parse_file_partial(file);
+    let Some(script) = script else {
+        return Err(report(file, &errs));
+    };
+    match prepare(script, &exe_dir()) {
+        Ok(p) if errs.is_empty() => Ok(p),
+        Ok(p) => {
+            for m in p.modules {
+                std::mem::forget(m.lib);
+            }
+            Err(report(file, &errs))
+        }
+        Err(more) => {
+            errs.extend(more);
+            errs.sort_by_key(|d| (d.pos.source.name.to_string(), d.pos.line, d.pos.col));
+            errs.dedup_by(|a, b| {
+                a.pos.line == b.pos.line
+                    && a.pos.col == b.pos.col
+                    && a.message == b.message
+                    && a.pos.source.name == b.pos.source.name
+            });
+            Err(report(file, &errs))
+        }
+    }
 }
 
 fn report(file: &std::path::Path, errs: &[evi_script::Diagnostic]) -> ExitCode {

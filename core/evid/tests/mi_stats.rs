@@ -60,8 +60,12 @@ fn deliveries_failures_and_raises_are_counted() {
 
     // The same counters for Prometheus.
     let metrics_url = d.mi_url.replace("/mi", "/metrics");
-    let m = evid::mi_client::request(&metrics_url, "GET", b"", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((m.status, m.header("content-type")), (200, Some("text/plain; version=0.0.4")));
+    let m = evid::mi_client::request(&metrics_url, "GET", b"", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (m.status, m.header("content-type")),
+        (200, Some("text/plain; version=0.0.4"))
+    );
     let text = String::from_utf8_lossy(&m.body);
     for line in [
         "# TYPE evid_module_delivered_total counter",

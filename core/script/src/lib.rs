@@ -159,6 +159,30 @@ pub fn parse_file(path: &Path) -> Result<Script, Vec<Diagnostic>> {
 
 /// Parses config text. `name` is used in diagnostics; `include_file` paths are resolved relative
 /// to its directory (or the current directory when it has none).
+/// Like [`parse_file`], but also returns what could be parsed despite errors (`None` only when
+/// the file cannot be read), so that the semantic checks can run on it in the same pass.
+pub fn parse_file_partial(path: &Path) -> (Option<Script>, Vec<Diagnostic>) {
+    let name = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let d = Diagnostic::at(
+                &Pos::nowhere(&name),
+                format!("cannot read the config file: {e}"),
+            );
+            return (None, vec![d]);
+        }
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let lexed = lexer::lex(
+        Source::new(name, text),
+        dir.map(Path::to_path_buf),
+        Some(path),
+    );
+    let (script, diags) = parser::parse_partial(&lexed);
+    (Some(script), diags)
+}
+
 pub fn parse_str(name: &str, text: &str) -> Result<Script, Vec<Diagnostic>> {
     let dir = Path::new(name)
         .parent()

@@ -43,6 +43,17 @@ pub(crate) struct Parser<'l> {
 }
 
 pub(crate) fn parse(lx: &Lexed) -> Result<Script, Vec<Diagnostic>> {
+    let (script, diags) = parse_partial(lx);
+    if diags.is_empty() {
+        Ok(script)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Parse what can be parsed: the script without the items that failed, and every error. Lets a
+/// caller run the semantic checks too, so one `evid -c` run reports both kinds.
+pub(crate) fn parse_partial(lx: &Lexed) -> (Script, Vec<Diagnostic>) {
     let mut p = Parser {
         lx,
         i: 0,
@@ -72,9 +83,8 @@ pub(crate) fn parse(lx: &Lexed) -> Result<Script, Vec<Diagnostic>> {
                 .position(|s| Arc::ptr_eq(s, &d.pos.source));
             (src, d.pos.line, d.pos.col)
         });
-        return Err(diags);
     }
-    Ok(finish(items, routes, p.names, lx))
+    (finish(items, routes, p.names, lx), diags)
 }
 
 /// Indexes the routes and points every `route(name)` at its target.
