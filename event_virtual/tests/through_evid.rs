@@ -1,0 +1,215 @@
+//! event_virtual loaded by the real evid over real udp, unix and flatstore members: events
+//! raised over MI, received by real sockets and read from real files. The RabbitMQ cases are in
+//! `with_rabbitmq.rs`. Build the workspace first (`scripts/test` does).
+
+mod common;
+
+use common::{check_complete_and_ordered, group, ids_in_file, member, raise, stats, Collector, T};
+use evi_testkit::{wait_for, Daemon, UdpReceiver, UnixReceiver};
+use serde_json::json;
+use std::time::Duration;
+
+const MODULES: &str = "loadmodule \"event_datagram.so\"\nloadmodule \"event_flatstore.so\"\nloadmodule \"event_virtual.so\"\n";
+
+fn start(modparams: &str, socket: &str) -> Daemon {
+    Daemon::start(&format!(
+        "{MODULES}{modparams}\nstartup_route {{ subscribe_event(\"E_V\", \"{socket}\"); }}"
+    ))
+}
+
+#[test]
+fn bad_uris_are_refused_at_subscribe_time_naming_the_problem() {
+    let d = start("", "flatstore:/dev/null");
+    let cases = [
+        (
+            "virtual:failover udp:127.0.0.1:9",
+            "unknown mode \"failover\"",
+        ),
+        ("virtual:FAILOVERS udp:127.0.0.1:9", "unknown mode"),
+        ("virtual:FAILOVER", "empty member list"),
+        ("virtual:", "needs a mode"),
+        (
+            "virtual:PARALLEL udp:127.0.0.1:9 virtual:FAILOVER udp:127.0.0.1:9",
+            "nested virtual",
+        ),
+        (
+            "virtual:ROUND-ROBIN udp:127.0.0.1:9 nosuch:x",
+            "unknown proto \"nosuch\"",
+        ),
+        (
+            "virtual:FAILOVER flatstore:/dev/null udp:nohost",
+            "member 2 \"udp:nohost\"",
+        ),
+    ];
+    for (uri, why) in cases {
+        match d.mi("event_subscribe", json!(["E_V", uri])) {
+            Err(evi_testkit::MiCallError::Rpc { code, data, .. }) => {
+                assert_eq!(code, 400, "{uri}");
+                let data = data.unwrap_or_default();
+                assert!(data.contains(why), "{uri}: {data}");
+            }
+            other => panic!("{uri}: {other:?}"),
+        }
+    }
+    // Nothing was left subscribed, and the members opened before a bad one were closed (no
+    // way to see that from outside but the daemon's log staying clean of errors).
+    let listed = d
+        .mi("subscribers_list", json!(["E_V"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!listed.to_string().contains("virtual:"), "{listed}");
+}
+
+#[test]
+fn print_reparses_and_a_reordered_parallel_group_refreshes() {
+    let d = start("", "flatstore:/dev/null");
+    let dir = &d.dir;
+    let spaced = format!("flatstore:{}/with space.log", dir.path().display());
+    let a = format!("virtual:PARALLEL \"{spaced}\" udp:127.0.0.1:9");
+    let b = format!("virtual:PARALLEL udp:127.0.0.1:9 \"{spaced}\"");
+    for uri in [&a, &b] {
+        d.mi("event_subscribe", json!(["E_V", uri, 60]))
+            .unwrap_or_else(|e| panic!("{uri}: {e}"));
+    }
+    let list = d
+        .mi("subscribers_list", json!(["E_V"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let socks: Vec<String> = list["Event"]["Subscribers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["socket"].as_str().map(str::to_string))
+        .filter(|s| s.starts_with("virtual:"))
+        .collect();
+    assert_eq!(socks, [a.as_str()], "one group, printed as first given");
+    // The printed form subscribes the same group again (refresh, not a second one).
+    d.mi("event_subscribe", json!(["E_V", socks[0], 60]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    raise(&d, 1);
+    let file = dir.join("with space.log");
+    assert!(wait_for(T, || ids_in_file(&file) == [1]), "{}", stats(&d));
+}
+
+#[test]
+fn round_robin_over_three_udp_receivers_adds_up() {
+    let rx: Vec<UdpReceiver> = (0..3).map(|_| UdpReceiver::new()).collect();
+    let members: Vec<String> = rx.iter().map(UdpReceiver::uri).collect();
+    let d = start("", &format!("virtual:ROUND-ROBIN {}", members.join(" ")));
+    let cols: Vec<Collector> = rx.iter().map(|r| Collector::udp(&r.sock)).collect();
+    let n = 300;
+    for i in 0..n {
+        raise(&d, i);
+    }
+    common::wait_settled(&d, n as u64);
+    assert!(wait_for(T, || cols
+        .iter()
+        .map(|c| c.ids().len())
+        .sum::<usize>()
+        >= n as usize));
+    let got: Vec<Vec<i64>> = cols.iter().map(Collector::ids).collect();
+    let counts: Vec<usize> = got.iter().map(Vec::len).collect();
+    eprintln!("round-robin over 3 udp receivers: {counts:?} of {n}");
+    assert_eq!(counts.iter().sum::<usize>(), n as usize, "{counts:?}");
+    for c in &counts {
+        assert!(*c >= n as usize / 6, "roughly a third each: {counts:?}");
+    }
+    let dests: Vec<(&str, &[i64])> = got.iter().map(|g| ("udp", g.as_slice())).collect();
+    check_complete_and_ordered(n, &dests);
+    assert_eq!(group(&d, "failed"), 0, "{}", stats(&d));
+}
+
+#[test]
+fn round_robin_with_a_missing_unix_socket_sends_everything_to_the_live_one() {
+    let dir = evi_testkit::TempDir::new("virtual-rr");
+    let live = UnixReceiver::bind(dir.join("live.sock"));
+    let missing = format!("unix:{}", dir.join("missing.sock").display());
+    let d = start("", &format!("virtual:ROUND-ROBIN {missing} {}", live.uri()));
+    let col = Collector::unix(&live.sock);
+    let n = 200;
+    for i in 0..n {
+        raise(&d, i);
+    }
+    common::wait_settled(&d, n as u64);
+    assert!(
+        wait_for(T, || col.ids().len() >= n as usize),
+        "{}",
+        stats(&d)
+    );
+    let mut got = col.ids();
+    got.sort();
+    assert_eq!(got, (0..n).collect::<Vec<_>>(), "every event, once");
+    assert_eq!(group(&d, "delivered"), n as u64, "{}", stats(&d));
+    assert!(member(&d, 0, "failed") >= 1, "{}", stats(&d));
+    assert_eq!(member(&d, 1, "failed"), 0, "{}", stats(&d));
+}
+
+#[test]
+fn parallel_members_all_get_every_event_even_with_one_failing() {
+    let rx = UdpReceiver::new();
+    let d = Daemon::start(&format!(
+        "{MODULES}startup_route {{ subscribe_event(\"E_V\", \"virtual:PARALLEL unix:{{dir}}/missing.sock flatstore:{{dir}}/p.log {}\"); }}",
+        rx.uri()
+    ));
+    let col = Collector::udp(&rx.sock);
+    let n = 100;
+    for i in 0..n {
+        raise(&d, i);
+    }
+    common::wait_settled(&d, n as u64);
+    let file = d.dir.join("p.log");
+    let all: Vec<i64> = (0..n).collect();
+    assert!(wait_for(T, || col.ids() == all), "udp: {:?}", col.ids());
+    assert!(wait_for(T, || ids_in_file(&file) == all), "{}", stats(&d));
+    // Every group outcome is a failure naming the missing member, and the host counts them.
+    assert_eq!(group(&d, "failed"), n as u64, "{}", stats(&d));
+    assert_eq!(member(&d, 0, "failed"), n as u64);
+    assert_eq!(member(&d, 1, "delivered"), n as u64);
+    assert_eq!(member(&d, 2, "delivered"), n as u64);
+    let subs = d
+        .mi("subscriber_stats", json!(["E_V"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(subs.to_string().contains("missing.sock"), "{subs}");
+}
+
+#[test]
+fn failover_goes_back_to_the_first_member_once_it_works() {
+    let dir = evi_testkit::TempDir::new("virtual-fo");
+    let sock = dir.join("first.sock");
+    let d = Daemon::start(&format!(
+        "{MODULES}modparam(\"event_virtual\", \"failover_timeout\", 1)\nstartup_route {{ subscribe_event(\"E_V\", \"virtual:FAILOVER unix:{} flatstore:{{dir}}/fo.log\"); }}",
+        sock.display()
+    ));
+    let file = d.dir.join("fo.log");
+    for i in 0..50 {
+        raise(&d, i);
+    }
+    common::wait_settled(&d, 50);
+    assert_eq!(ids_in_file(&file), (0..50).collect::<Vec<_>>());
+    // The first member comes to life; after failover_timeout a probe finds it.
+    let first = UnixReceiver::bind(sock);
+    let col = Collector::unix(&first.sock);
+    let mut i = 50;
+    assert!(
+        wait_for(T, || {
+            raise(&d, i);
+            i += 1;
+            std::thread::sleep(Duration::from_millis(20));
+            !col.ids().is_empty()
+        }),
+        "{}",
+        stats(&d)
+    );
+    for _ in 0..50 {
+        raise(&d, i);
+        i += 1;
+    }
+    common::wait_settled(&d, i as u64);
+    assert!(
+        wait_for(T, || col.ids().last() == Some(&(i - 1))),
+        "{:?}",
+        col.ids()
+    );
+    let (unix, flat) = (col.ids(), ids_in_file(&file));
+    let dups = check_complete_and_ordered(i, &[("unix", &unix), ("flatstore", &flat)]);
+    assert_eq!(dups, 0);
+    assert_eq!(group(&d, "failed"), 0, "{}", stats(&d));
+}
