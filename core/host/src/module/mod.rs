@@ -41,6 +41,20 @@ pub(crate) enum Job {
     Stop,
     /// Free these sockets, flush, destroy, end the thread (a reload follows).
     Retire(Vec<Arc<Subscriber>>),
+    /// Nothing: wakes an idle thread so it takes the member outcomes waiting for it.
+    Wake,
+}
+
+/// The outcome of a `socket_raise`, for the owner module: token, success, message.
+pub(crate) type Status = (u64, bool, Vec<u8>);
+
+/// What a module thread reads: its bounded job queue, and the unbounded queue of member
+/// outcomes (bounded in practice by the raises in flight). Outcomes never wait for room in a
+/// full job queue, so neither of two modules raising to each other can stall the other.
+#[derive(Clone)]
+pub(crate) struct Inbox {
+    pub jobs: Receiver<Job>,
+    pub statuses: Receiver<Status>,
 }
 
 /// Who gets the outcome of a `socket_raise`: the owner module, its token, and the delivery id
@@ -67,7 +81,8 @@ pub struct Module {
     /// The modparams as the config set them; checked again against a reloaded version.
     pub(crate) config_params: Vec<(String, ModparamValue)>,
     jobs: Sender<Job>,
-    rx: Receiver<Job>,
+    rx: Inbox,
+    statuses: Sender<Status>,
     life: Mutex<Life>,
     /// Raises lost because the queue was full or the module had stopped.
     pub queue_drops: AtomicU64,
@@ -95,7 +110,12 @@ impl Module {
             module: name.clone(),
         });
         let api = Box::new(crate::host_api::table(&*ctx as *const _ as *mut c_void));
-        let (jobs, rx) = bounded::<Job>(queue_size);
+        let (jobs, job_rx) = bounded::<Job>(queue_size);
+        let (statuses, status_rx) = crossbeam_channel::unbounded::<Status>();
+        let rx = Inbox {
+            jobs: job_rx,
+            statuses: status_rx,
+        };
         let params = modparam::resolve(&info, config_params);
         let (thread, id) = thread::spawn(
             &name,
@@ -113,6 +133,7 @@ impl Module {
             config_params: config_params.to_vec(),
             jobs,
             rx,
+            statuses,
             life: Mutex::new(Life {
                 lib: Some(lib),
                 thread: Some(thread),
@@ -237,7 +258,10 @@ impl Module {
 
     /// Deliver a `socket_raise` outcome to this (owner) module, on its thread.
     pub(crate) fn post_member_status(&self, token: u64, ok: bool, msg: Vec<u8>) {
-        self.post(move |inst| inst.member_status(token, ok, &msg));
+        if self.statuses.send((token, ok, msg)).is_ok() {
+            // A full queue means the thread is busy and takes the outcome after its batch.
+            let _ = self.jobs.try_send(Job::Wake);
+        }
     }
 
     /// Drain the queue, flush, `destroy`, join the thread. Idempotent. The library stays

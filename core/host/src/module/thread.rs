@@ -2,13 +2,13 @@
 //! then serving the queue until told to stop or retire, then `flush` and `destroy`.
 
 use super::instance::{writer, Instance, SocketPtr};
-use super::{Job, MemberRaise};
+use super::{Inbox, Job, MemberRaise};
 use crate::event::RaisedEvent;
 use crate::host::Shared;
 use crate::loader::Library;
 use crate::modparam::{self, ModparamValue};
 use crate::registry::Subscriber;
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::bounded;
 use evi_abi::{EviHost, EviModuleDecl, EviStatus, EVI_TRANSPORT_JSON};
 use std::ffi::c_void;
 use std::sync::atomic::Ordering;
@@ -25,7 +25,7 @@ pub(super) fn spawn(
     lib: &Library,
     api: *const EviHost,
     params: Vec<(String, ModparamValue)>,
-    rx: Receiver<Job>,
+    rx: Inbox,
     subs: Vec<Arc<Subscriber>>,
     shared: Weak<Shared>,
 ) -> Result<(JoinHandle<()>, ThreadId), String> {
@@ -115,8 +115,14 @@ fn retire(inst: &Instance, sub: &Subscriber) {
     }
 }
 
-fn run(inst: Instance, rx: &Receiver<Job>, shared: &Weak<Shared>) {
+fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
     let mut err = Vec::new();
+    let rx = &inbox.jobs;
+    let outcomes = || {
+        while let Ok((token, ok, msg)) = inbox.statuses.try_recv() {
+            inst.member_status(token, ok, &msg);
+        }
+    };
     'outer: while let Ok(mut job) = rx.recv() {
         let mut n = 0;
         loop {
@@ -125,6 +131,7 @@ fn run(inst: Instance, rx: &Receiver<Job>, shared: &Weak<Shared>) {
                     raise(&inst, &event, &sub, member, shared, &mut err)
                 }
                 Job::Call(f) => f(&inst),
+                Job::Wake => {}
                 Job::Stop => break 'outer,
                 Job::Retire(subs) => {
                     for sub in &subs {
@@ -142,8 +149,10 @@ fn run(inst: Instance, rx: &Receiver<Job>, shared: &Weak<Shared>) {
                 Err(_) => break,
             }
         }
+        outcomes();
         inst.flush();
     }
+    outcomes();
     inst.flush();
     inst.destroy();
 }
