@@ -66,6 +66,10 @@ impl Report {
 /// backpressure, which measures the pipeline's capacity with no drops); otherwise flood: the
 /// raiser never waits and overflow is counted as drops.
 fn run(host: &Host, name: &str, n: usize, k: usize, paced: bool) -> Report {
+    // Flood: the raiser never waits, overflow is dropped and counted.
+    if !paced {
+        host.set_raise_wait_ms(0);
+    }
     let module = host
         .modules()
         .into_iter()
@@ -102,12 +106,32 @@ fn run(host: &Host, name: &str, n: usize, k: usize, paced: bool) -> Report {
         lat.push(s.elapsed().as_nanos().min(u32::MAX as u128) as u32);
     }
     host.wait_idle(Duration::from_secs(120));
+    // Async transports answer later: the clock stops when every event has an outcome.
+    let end = Instant::now() + Duration::from_secs(300);
+    while outcomes(host) < n as u64 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     Report {
         name: name.into(),
         n,
         elapsed: t0.elapsed(),
         lat,
     }
+}
+
+/// Delivered + failed + dropped over E_BENCH's subscribers: events that have an outcome.
+fn outcomes(host: &Host) -> u64 {
+    let Some(e) = host.registry().by_name("E_BENCH") else {
+        return 0;
+    };
+    let subs = e.subscribers.load();
+    subs.iter()
+        .map(|s| {
+            s.stats.delivered.load(Ordering::Relaxed)
+                + s.stats.failed.load(Ordering::Relaxed)
+                + s.stats.dropped.load(Ordering::Relaxed)
+        })
+        .sum()
 }
 
 fn counts(host: &Host) -> String {
@@ -143,6 +167,12 @@ fn main() {
         }
         if only.is_empty() || only == "udp" {
             bench_udp(n, k, paced, mode);
+        }
+        if paced && (only.is_empty() || only == "virtual") {
+            bench_virtual(&dir, n, k);
+        }
+        if paced && (only.is_empty() || only == "rabbitmq") {
+            bench_rabbitmq(n, k);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -221,4 +251,58 @@ fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: i32) {
             std::mem::size_of::<i32>() as libc::socklen_t,
         );
     }
+}
+
+/// PARALLEL fan-out of every event to three flatstore files through event_virtual.
+fn bench_virtual(dir: &std::path::Path, n: usize, k: usize) {
+    let host = Host::new(evi_host::DEFAULT_QUEUE_SIZE);
+    start(&host, "event_flatstore");
+    start(&host, "event_virtual");
+    host.publish("E_BENCH").unwrap_or_else(|e| panic!("{e}"));
+    let files: Vec<_> = (0..3).map(|i| dir.join(format!("member{i}.log"))).collect();
+    let members: Vec<String> = files
+        .iter()
+        .map(|f| format!("flatstore:{}", f.display()))
+        .collect();
+    host.subscribe(
+        "E_BENCH",
+        &format!("virtual:PARALLEL {}", members.join(" ")),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut r = run(&host, "virtual PARALLEL to 3 files", n, k, true);
+    let c = counts(&host);
+    host.shutdown();
+    let lines: Vec<usize> = files
+        .iter()
+        .map(|f| {
+            std::fs::read(f)
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .unwrap_or(0)
+        })
+        .collect();
+    r.print(&format!("{c}, lines per member file {lines:?}"));
+    assert!(
+        lines.iter().all(|&l| l == n),
+        "a member lost events: {lines:?} of {n}"
+    );
+}
+
+/// Confirmed publishes to a local RabbitMQ (default exchange, a routing key no queue binds: the
+/// broker confirms and discards, so this measures evid's publish-and-confirm path).
+fn bench_rabbitmq(n: usize, k: usize) {
+    if std::net::TcpStream::connect("127.0.0.1:5672").is_err() {
+        println!("rabbitmq: no broker on 127.0.0.1:5672 (scripts/test-deps starts one); skipped");
+        return;
+    }
+    let host = Host::new(evi_host::DEFAULT_QUEUE_SIZE);
+    start(&host, "event_rabbitmq");
+    host.publish("E_BENCH").unwrap_or_else(|e| panic!("{e}"));
+    let key = format!("evid-bench-{}", std::process::id());
+    host.subscribe("E_BENCH", &format!("rabbitmq:127.0.0.1/{key}"), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut r = run(&host, "rabbitmq, confirmed", n, k, true);
+    let c = counts(&host);
+    host.shutdown();
+    r.print(&c);
 }

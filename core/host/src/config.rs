@@ -21,6 +21,8 @@ pub struct Settings {
     pub dev: bool,
     /// What MI clients may subscribe, and MI request limits.
     pub policy: crate::policy::Policy,
+    /// `evi_raise_wait` in ms.
+    pub raise_wait_ms: u64,
 }
 
 /// OpenSIPS globals that mean nothing to evid: accepted with a warning so configs run unchanged.
@@ -77,6 +79,7 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
         max_while_loops: None,
         dev: false,
         policy: Default::default(),
+        raise_wait_ms: crate::host::DEFAULT_RAISE_WAIT_MS,
     };
     for item in &script.items {
         if let Item::Global { name, value, pos } = item {
@@ -210,6 +213,11 @@ fn global(s: &mut Settings, name: &str, value: &Literal, _pos: &Pos) -> Result<(
             Ok(())
         }
         ("evi_queue_size", _) => Err("evi_queue_size must be an int from 16 to 16777216".into()),
+        ("evi_raise_wait", Literal::Int(n)) if (0..=60_000).contains(n) => {
+            s.raise_wait_ms = *n as u64;
+            Ok(())
+        }
+        ("evi_raise_wait", _) => Err("evi_raise_wait must be an int from 0 to 60000 (ms)".into()),
         ("max_while_loops", Literal::Int(n)) if *n > 0 => {
             s.max_while_loops = Some(*n as u64);
             Ok(())
@@ -280,6 +288,7 @@ impl Prepared {
     pub fn start(self) -> Result<Host, Vec<Diagnostic>> {
         let host = Host::new(self.settings.queue_size);
         host.set_policy(self.settings.policy.clone());
+        host.set_raise_wait_ms(self.settings.raise_wait_ms);
         let script = Arc::new(self.script);
         // Before any module starts: the route transport checks `route:NAME` against the script.
         host.set_script(script.clone(), self.settings.max_while_loops);

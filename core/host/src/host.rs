@@ -25,6 +25,9 @@ pub const CORE_EVENTS: &[&str] = &[
     "E_CORE_TCP_DISCONNECT",
 ];
 
+/// Default `evi_raise_wait`: a script or MI raiser waits up to this long for room.
+pub const DEFAULT_RAISE_WAIT_MS: u64 = 100;
+
 /// Default capacity of each module's queue, in jobs.
 pub const DEFAULT_QUEUE_SIZE: usize = 65536;
 
@@ -43,6 +46,9 @@ pub(crate) struct Shared {
     pub ready: (std::sync::Mutex<bool>, std::sync::Condvar),
     /// What MI clients may subscribe, and MI request limits.
     pub policy: RwLock<crate::policy::Policy>,
+    /// How long a raiser that is not a module thread waits for room in a full module queue
+    /// (`evi_raise_wait`, ms; 0 = never wait).
+    pub raise_wait_ms: std::sync::atomic::AtomicU64,
     /// Sockets modules raise to directly (event_virtual's members).
     pub(crate) members: crate::members::Members,
     /// `evid --dev`: modules may be reloaded.
@@ -109,6 +115,7 @@ impl Host {
             dev: AtomicBool::new(false),
             members: Default::default(),
             policy: Default::default(),
+            raise_wait_ms: std::sync::atomic::AtomicU64::new(DEFAULT_RAISE_WAIT_MS),
         });
         for e in CORE_EVENTS {
             let _ = shared.registry.publish(e);
@@ -238,6 +245,11 @@ impl Host {
     /// Raise by id (for raisers that looked the id up once).
     pub fn raise_id(&self, id: u32, params: &[ParamRef<'_>]) -> Result<Raised, String> {
         self.shared.raise(id, params)
+    }
+
+    /// Set `evi_raise_wait` (ms; 0 = raisers never wait).
+    pub fn set_raise_wait_ms(&self, ms: u64) {
+        self.shared.raise_wait_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Set the MI subscription policy and request limits.

@@ -201,10 +201,27 @@ impl Module {
         sub: Arc<Subscriber>,
         member: Option<Box<MemberRaise>>,
     ) -> bool {
-        match self.jobs.try_send(Job::Raise { event, sub, member }) {
-            Ok(()) => true,
-            Err(TrySendError::Full(Job::Raise { sub, .. }))
-            | Err(TrySendError::Disconnected(Job::Raise { sub, .. })) => {
+        let job = Job::Raise { event, sub, member };
+        let refused = match self.jobs.try_send(job) {
+            Ok(()) => return true,
+            // Backpressure for raisers that may wait (script, MI): a bounded wait for room.
+            // A module thread never waits: two modules waiting on each other's full queues
+            // would stall both.
+            Err(TrySendError::Full(job))
+                if !thread::on_module_thread() && self.raise_wait() > Duration::ZERO =>
+            {
+                match self.jobs.send_timeout(job, self.raise_wait()) {
+                    Ok(()) => return true,
+                    Err(
+                        crossbeam_channel::SendTimeoutError::Timeout(j)
+                        | crossbeam_channel::SendTimeoutError::Disconnected(j),
+                    ) => j,
+                }
+            }
+            Err(TrySendError::Full(j) | TrySendError::Disconnected(j)) => j,
+        };
+        match refused {
+            Job::Raise { sub, .. } => {
                 let n = sub.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 self.queue_drops.fetch_add(1, Ordering::Relaxed);
                 let now = crate::clock::unix_now();
@@ -218,8 +235,15 @@ impl Module {
                 }
                 false
             }
-            Err(_) => false,
+            _ => false,
         }
+    }
+
+    /// `evi_raise_wait`, read only when a queue is full.
+    fn raise_wait(&self) -> Duration {
+        self.ctx.shared.upgrade().map_or(Duration::ZERO, |s| {
+            Duration::from_millis(s.raise_wait_ms.load(Ordering::Relaxed))
+        })
     }
 
     /// Run `f` on the module's thread and wait for its result.

@@ -15,6 +15,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::thread::{JoinHandle, ThreadId};
 
+thread_local! {
+    /// Set on every module's own thread (no destructor: nothing pins a module library).
+    static MODULE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the caller runs on a module's own thread (which must never wait on a queue).
+pub(crate) fn on_module_thread() -> bool {
+    MODULE_THREAD.with(|m| m.get())
+}
+
 /// Raises handled between two `flush` calls.
 const BATCH: usize = 256;
 
@@ -35,6 +45,7 @@ pub(super) fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("evid:{name}"))
         .spawn(move || {
+            MODULE_THREAD.with(|m| m.set(true));
             let inst = match init(decl as *const EviModuleDecl, api as *const EviHost, &params) {
                 Ok(inst) => inst,
                 Err(why) => {
