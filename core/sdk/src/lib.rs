@@ -137,6 +137,7 @@ mod module;
 pub mod params;
 #[doc(hidden)]
 pub mod shim;
+pub mod stop;
 pub mod testing;
 mod value;
 pub mod worker;

@@ -259,3 +259,78 @@ mod fake {
         EviStatus::ERROR
     }
 }
+
+/// A module README's params table rows, as `export_module!` declared them:
+/// `| `name` | int | `default` | min..=max | doc |` (`unset` for no default, `—` for no range).
+pub fn readme_param_rows(decl: &evi_abi::EviModuleDecl) -> Vec<String> {
+    use evi_abi::{EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_VALUE_NULL, EVI_VALUE_STR};
+    // SAFETY: a declaration's strings and tables are static data of the module.
+    let text = |s: &evi_abi::EviStr| String::from_utf8_lossy(unsafe { s.as_bytes() }).into_owned();
+    let params = if decl.params.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: as above; the table holds `n_params` entries.
+        unsafe { std::slice::from_raw_parts(decl.params, decl.n_params) }
+    };
+    params
+        .iter()
+        .map(|p| {
+            let kind = match p.kind {
+                EVI_PARAM_INT => "int",
+                EVI_PARAM_BOOL => "bool",
+                _ => "str",
+            };
+            let default = match p.default.kind {
+                EVI_VALUE_NULL => "unset".to_string(),
+                EVI_VALUE_STR => format!("`{}`", text(&p.default.str)),
+                _ if p.kind == EVI_PARAM_BOOL => format!("`{}`", p.default.int != 0),
+                _ => format!("`{}`", p.default.int),
+            };
+            let range = if p.kind == EVI_PARAM_INT {
+                format!("{}..={}", p.min, p.max)
+            } else {
+                "—".into()
+            };
+            format!(
+                "| `{}` | {kind} | {default} | {range} | {} |",
+                text(&p.name),
+                text(&p.doc)
+            )
+        })
+        .collect()
+}
+
+/// Check that `readme`'s `## Params` table is exactly [`readme_param_rows`] and that every MI
+/// command has a row; the error shows what differs.
+pub fn check_readme(decl: &evi_abi::EviModuleDecl, readme: &str) -> Result<(), String> {
+    let rows: Vec<&str> = readme
+        .split("## Params")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .collect();
+    let want = readme_param_rows(decl);
+    if rows != want {
+        return Err(format!(
+            "README params table:\n{}\nexpected:\n{}",
+            rows.join("\n"),
+            want.join("\n")
+        ));
+    }
+    let cmds = if decl.mi_cmds.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: static table of `n_mi_cmds` entries.
+        unsafe { std::slice::from_raw_parts(decl.mi_cmds, decl.n_mi_cmds) }
+    };
+    for c in cmds {
+        // SAFETY: static string of the declaration.
+        let name = String::from_utf8_lossy(unsafe { c.name.as_bytes() });
+        if !readme.contains(&format!("| `{name}` |")) {
+            return Err(format!("README has no row for MI command {name}"));
+        }
+    }
+    Ok(())
+}

@@ -12,7 +12,6 @@
 pub mod reply;
 mod server;
 pub mod socket_name;
-mod stop;
 
 pub use server::{Config, Server};
 

@@ -3,7 +3,7 @@
 
 use crate::reply::{answer, MiFn};
 use crate::socket_name::SocketName;
-use crate::stop::{Stop, Woke};
+use evi_sdk::stop::{Stop, Woke};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};

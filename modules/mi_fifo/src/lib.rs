@@ -13,7 +13,6 @@ mod fifo;
 pub mod framing;
 pub mod reply;
 mod server;
-mod stop;
 
 pub use server::{Config, MiFn, Server, NO_RESPONSE};
 

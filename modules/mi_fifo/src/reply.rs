@@ -1,7 +1,7 @@
 //! Reply FIFOs: the name rules, and the bounded open-and-write, so a client that never opens its
 //! reply FIFO (or never reads it) cannot hold the module.
 
-use crate::stop::{Stop, Woke};
+use evi_sdk::stop::{Stop, Woke};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;

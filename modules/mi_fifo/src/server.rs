@@ -4,7 +4,7 @@
 use crate::fifo::RequestFifo;
 use crate::framing::{self, Frame, MAX_BUFFER};
 use crate::reply;
-use crate::stop::{Stop, Woke};
+use evi_sdk::stop::{Stop, Woke};
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::Arc;

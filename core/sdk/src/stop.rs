@@ -1,5 +1,6 @@
-//! A self-pipe that wakes every thread blocked in `poll`, so `destroy` can join them at once
-//! instead of waiting for a read timeout.
+//! A self-pipe that wakes every module thread blocked in `poll`, so `destroy` can join them at
+//! once instead of waiting for a read timeout (the MI transports wait on their socket or FIFO
+//! and on this pipe together).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -16,12 +17,14 @@ pub enum Woke {
     Timeout,
 }
 
+/// The stop signal: `signal` once, every `wait`/`sleep` (now and later) sees it.
 pub struct Stop {
     read: OwnedFd,
     write: OwnedFd,
 }
 
 impl Stop {
+    /// A fresh, unsignalled stop pipe.
     pub fn new() -> io::Result<Stop> {
         let mut fds = [0; 2];
         // SAFETY: fds is a valid out array of two ints.
@@ -82,7 +85,7 @@ mod tests {
 
     #[test]
     fn signal_wakes_every_waiter() {
-        let s = Stop::new().unwrap();
+        let s = Stop::new().expect("a pipe");
         assert!(!s.sleep(Duration::ZERO));
         assert_eq!(s.wait(None, 0, Duration::from_millis(1)), Woke::Timeout);
         s.signal();
