@@ -5,7 +5,7 @@
 //! `event_param` the event name is inserted first in `params`. In reliable mode the sender
 //! puts `"id":N,` right after the `{` when it writes the object (ids are per connection).
 
-use evi_sdk::{Event, Value};
+use evi_sdk::Event;
 use std::io::Write;
 
 /// The object for `event`. Without a method override or `event_param` it is the host's shared
@@ -18,95 +18,13 @@ pub fn notification(event: &Event<'_>, method: Option<&str>, event_param: Option
     build(event, method, event_param)
 }
 
-/// Build the object from the params (same bytes as the host's builder for the plain case).
+/// Build the object from the params, with the shared builder (same bytes as the host's).
 pub fn build(event: &Event<'_>, method: Option<&str>, event_param: Option<&str>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + event.len() * 32);
-    out.extend_from_slice(br#"{"jsonrpc":"2.0","method":"#);
-    string(&mut out, method.unwrap_or(event.name()).as_bytes());
-    let mut params = event.params().peekable();
-    if let Some(first) = params.peek() {
-        let named = first.name.is_some();
-        out.extend_from_slice(br#","params":"#);
-        out.push(if named { b'{' } else { b'[' });
-        let mut sep = false;
-        if let Some(key) = event_param {
-            if named {
-                string(&mut out, key.as_bytes());
-                out.push(b':');
-            }
-            string(&mut out, event.name().as_bytes());
-            sep = true;
-        }
-        for p in params {
-            if sep {
-                out.push(b',');
-            }
-            sep = true;
-            if named {
-                // A positional param after a named one has no name: cJSON wrote "".
-                string(&mut out, p.name.unwrap_or("").as_bytes());
-                out.push(b':');
-            }
-            match p.value {
-                Value::Int(i) => {
-                    let _ = write!(out, "{i}");
-                }
-                Value::Str(s) => string(&mut out, s),
-                Value::Null => out.extend_from_slice(b"null"),
-            }
-        }
-        out.push(if named { b'}' } else { b']' });
-    }
-    out.push(b'}');
-    out
-}
-
-/// A JSON string as cJSON prints it: `"` `\` and control characters escaped, `/` and
-/// non-ASCII passed through; invalid UTF-8 becomes U+FFFD so consumers always get valid JSON.
-pub fn string(out: &mut Vec<u8>, s: &[u8]) {
-    out.push(b'"');
-    let mut rest = s;
-    loop {
-        match std::str::from_utf8(rest) {
-            Ok(valid) => {
-                escape(out, valid.as_bytes());
-                break;
-            }
-            Err(e) => {
-                let (valid, after) = rest.split_at(e.valid_up_to());
-                escape(out, valid);
-                out.extend_from_slice("\u{FFFD}".as_bytes());
-                let skip = e.error_len().unwrap_or(after.len());
-                rest = &after[skip..];
-            }
-        }
-    }
-    out.push(b'"');
-}
-
-fn escape(out: &mut Vec<u8>, s: &[u8]) {
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.extend_from_slice(esc);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&s[start..]);
+    evi_sdk::abi::payload::notification(
+        method.unwrap_or(event.name()),
+        event.raw_params(),
+        event_param.map(|k| (k, event.name())),
+    )
 }
 
 /// `payload` with `"id":N,` inserted after its opening `{` (reliable mode).

@@ -32,6 +32,7 @@ mod host;
 pub mod layout;
 mod mi;
 mod module;
+pub mod payload;
 mod transport;
 mod types;
 

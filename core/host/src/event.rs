@@ -186,7 +186,7 @@ impl RaisedEvent {
     /// The shared JSON-RPC notification (reference §1.8), built on first call.
     pub fn json(&self) -> &[u8] {
         self.json.get_or_init(|| {
-            self.with_params(|p| crate::json::notification(self.name, p))
+            self.with_params(|p| evi_abi::payload::notification(self.name, p, None))
                 .into_boxed_slice()
         })
     }

@@ -12,7 +12,7 @@ pub mod dispatch;
 pub mod event;
 mod host;
 mod host_api;
-pub mod json;
+
 pub mod loader;
 mod members;
 pub mod mi;

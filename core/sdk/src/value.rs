@@ -132,6 +132,16 @@ impl<'a> Event<'a> {
         self.raw.depth
     }
 
+    /// The params as the ABI hands them over (for `evi_abi::payload` and other raw consumers).
+    pub fn raw_params(&self) -> &'a [EviParam] {
+        if self.raw.params.is_null() {
+            &[]
+        } else {
+            // SAFETY: see `from_raw`.
+            unsafe { std::slice::from_raw_parts(self.raw.params, self.raw.n_params) }
+        }
+    }
+
     pub(crate) fn raw(&self) -> &'a EviEvent {
         self.raw
     }

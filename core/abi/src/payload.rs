@@ -1,24 +1,44 @@
-//! The shared JSON-RPC payload (reference §1.8), byte-identical to OpenSIPS's cJSON output:
-//! `{"jsonrpc":"2.0","method":NAME,"params":...}`, compact, key order fixed, `params` omitted
-//! when empty, an object when the first param is named, else an array.
+//! The shared JSON-RPC payload of `EviEvent::json` (reference §1.8), byte-identical to
+//! OpenSIPS's cJSON output: `{"jsonrpc":"2.0","method":M,"params":P}`, compact, keys in this
+//! order, `params` omitted when the event has none, an object when the first param is named,
+//! else an array. Pure functions, so the host and any module that needs a variant (event_stream's
+//! method override and `event_param`) build the same bytes.
 
-use evi_abi::{EviParam, EVI_VALUE_INT, EVI_VALUE_STR};
+use crate::{EviParam, EVI_VALUE_INT, EVI_VALUE_STR};
 use std::io::Write;
 
-pub fn notification(method: &str, params: &[EviParam]) -> Vec<u8> {
+/// The notification for `method` with `params`. `event_param`: `(key, value)` inserted first in
+/// `params` (as `key:value` in an object, as a bare first element in an array); not added when
+/// there are no params, as OpenSIPS does.
+pub fn notification(
+    method: &str,
+    params: &[EviParam],
+    event_param: Option<(&str, &str)>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(48 + method.len() + params.len() * 24);
     out.extend_from_slice(br#"{"jsonrpc":"2.0","method":"#);
     string(&mut out, method.as_bytes());
-    if !params.is_empty() {
+    if let Some(first) = params.first() {
         out.extend_from_slice(br#","params":"#);
-        // SAFETY: params come from a RaisedEvent and point into its own buffer.
-        let named = unsafe { !params[0].name.as_bytes().is_empty() };
+        // SAFETY (here and below): the caller's params are valid for this call.
+        let named = unsafe { !first.name.as_bytes().is_empty() };
         out.push(if named { b'{' } else { b'[' });
-        for (i, p) in params.iter().enumerate() {
-            if i > 0 {
+        let mut sep = false;
+        if let Some((key, value)) = event_param {
+            if named {
+                string(&mut out, key.as_bytes());
+                out.push(b':');
+            }
+            string(&mut out, value.as_bytes());
+            sep = true;
+        }
+        for p in params {
+            if sep {
                 out.push(b',');
             }
+            sep = true;
             if named {
+                // A positional param after a named one has no name: cJSON wrote "".
                 string(&mut out, unsafe { p.name.as_bytes() });
                 out.push(b':');
             }
@@ -87,6 +107,7 @@ fn escape(out: &mut Vec<u8>, s: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{EviStr, EviValue};
 
     fn js(s: &[u8]) -> String {
         let mut v = Vec::new();
@@ -103,10 +124,26 @@ mod tests {
     }
 
     #[test]
-    fn no_params_means_no_params_member() {
+    fn params_and_event_param() {
         assert_eq!(
-            notification("E_GOLDEN", &[]),
+            notification("E_GOLDEN", &[], Some(("e", "E_GOLDEN"))),
             br#"{"jsonrpc":"2.0","method":"E_GOLDEN"}"#
+        );
+        let named = [EviParam {
+            name: EviStr::from_static("ip"),
+            value: EviValue::str(EviStr::from_static("1.2.3.4")),
+        }];
+        assert_eq!(
+            notification("block", &named, Some(("ev", "E_PIKE"))),
+            br#"{"jsonrpc":"2.0","method":"block","params":{"ev":"E_PIKE","ip":"1.2.3.4"}}"#
+        );
+        let positional = [EviParam {
+            name: EviStr::EMPTY,
+            value: EviValue::int(-7),
+        }];
+        assert_eq!(
+            notification("E_X", &positional, Some(("ev", "E_X"))),
+            br#"{"jsonrpc":"2.0","method":"E_X","params":["E_X",-7]}"#
         );
     }
 }
