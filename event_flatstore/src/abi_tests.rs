@@ -3,8 +3,7 @@
 
 use crate::testutil::TempDir;
 use evi_sdk::abi::{
-    EviEvent, EviHost, EviMiReply, EviModuleDecl, EviParam, EviParamSpec, EviStatus, EviStr,
-    EviValue, EviWriter, EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_VALUE_NULL, EVI_VALUE_STR,
+    EviEvent, EviHost, EviMiReply, EviModuleDecl, EviParam, EviStatus, EviStr, EviValue, EviWriter,
 };
 use evi_sdk::testing::FakeHost;
 use std::ffi::c_void;
@@ -223,45 +222,10 @@ fn through_the_exported_declaration() {
     );
 }
 
-/// The README's params table, one row per exported param, generated from the spec.
-fn readme_row(p: &EviParamSpec) -> String {
-    let kind = match p.kind {
-        EVI_PARAM_INT => "int",
-        EVI_PARAM_BOOL => "bool",
-        _ => "str",
-    };
-    let default = match p.default.kind {
-        EVI_VALUE_NULL => "unset".to_string(),
-        EVI_VALUE_STR => format!("`{}`", text(&p.default.str)),
-        _ if p.kind == EVI_PARAM_BOOL => format!("`{}`", p.default.int != 0),
-        _ => format!("`{}`", p.default.int),
-    };
-    let range = if p.kind == EVI_PARAM_INT {
-        format!("{}..={}", p.min, p.max)
-    } else {
-        "—".into()
-    };
-    format!(
-        "| `{}` | {kind} | {default} | {range} | {} |",
-        text(&p.name),
-        text(&p.doc)
-    )
-}
-
 #[test]
 fn readme_matches_the_export_table() {
     let readme = include_str!("../README.md");
-    let specs = slice(decl().params, decl().n_params);
-    let rows: Vec<&str> = readme
-        .split("## Params")
-        .nth(1)
-        .and_then(|rest| rest.split("\n## ").next())
-        .expect("a Params section")
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .collect();
-    let expected: Vec<String> = specs.iter().map(readme_row).collect();
-    assert_eq!(rows, expected);
+    evi_sdk::testing::check_readme(decl(), readme).unwrap_or_else(|e| panic!("{e}"));
     for cmd in slice(decl().mi_cmds, decl().n_mi_cmds) {
         let params: Vec<String> = slice(cmd.recipes, cmd.n_recipes)
             .iter()

@@ -282,61 +282,19 @@ fn shutdown_reports_every_pending_event() {
 }
 
 mod readme {
-    use evi_sdk::abi::{
-        EviModuleDecl, EviParamSpec, EviStr, EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_VALUE_NULL,
-        EVI_VALUE_STR,
-    };
+    use evi_sdk::abi::EviModuleDecl;
 
     extern "C" {
         /// Written by `export_module!` in lib.rs; linked into this test binary.
         static evi_module: EviModuleDecl;
     }
 
-    fn text(s: &EviStr) -> String {
-        // SAFETY: strings of the declaration are static.
-        String::from_utf8_lossy(unsafe { s.as_bytes() }).into_owned()
-    }
-
-    fn row(p: &EviParamSpec) -> String {
-        let kind = match p.kind {
-            EVI_PARAM_INT => "int",
-            EVI_PARAM_BOOL => "bool",
-            _ => "str",
-        };
-        let default = match p.default.kind {
-            EVI_VALUE_NULL => "unset".to_string(),
-            EVI_VALUE_STR => format!("`{}`", text(&p.default.str)),
-            _ => format!("`{}`", p.default.int),
-        };
-        let range = if p.kind == EVI_PARAM_INT {
-            format!("{}..={}", p.min, p.max)
-        } else {
-            "—".into()
-        };
-        format!(
-            "| `{}` | {kind} | {default} | {range} | {} |",
-            text(&p.name),
-            text(&p.doc)
-        )
-    }
-
     #[test]
     fn readme_matches_the_export_table() {
         // SAFETY: immutable static data defined in this crate.
         let decl = unsafe { &*std::ptr::addr_of!(evi_module) };
-        // SAFETY: the declaration's table holds n_params entries.
-        let specs = unsafe { std::slice::from_raw_parts(decl.params, decl.n_params) };
         let readme = include_str!("../README.md");
-        let rows: Vec<&str> = readme
-            .split("## Params")
-            .nth(1)
-            .and_then(|rest| rest.split("\n## ").next())
-            .expect("a Params section")
-            .lines()
-            .filter(|l| l.starts_with("| `"))
-            .collect();
-        let expected: Vec<String> = specs.iter().map(row).collect();
-        assert_eq!(rows, expected);
+        evi_sdk::testing::check_readme(decl, readme).unwrap_or_else(|e| panic!("{e}"));
         assert!(readme.contains("`event_virtual:stats`"));
     }
 }

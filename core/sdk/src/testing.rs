@@ -261,7 +261,8 @@ mod fake {
 }
 
 /// A module README's params table rows, as `export_module!` declared them:
-/// `| `name` | int | `default` | min..=max | doc |` (`unset` for no default, `—` for no range).
+/// `| `name` | int | `default` | min..=max | doc |` (`unset` for no default, `—` for no range;
+/// permission modes in octal).
 pub fn readme_param_rows(decl: &evi_abi::EviModuleDecl) -> Vec<String> {
     use evi_abi::{EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_VALUE_NULL, EVI_VALUE_STR};
     // SAFETY: a declaration's strings and tables are static data of the module.
@@ -280,14 +281,24 @@ pub fn readme_param_rows(decl: &evi_abi::EviModuleDecl) -> Vec<String> {
                 EVI_PARAM_BOOL => "bool",
                 _ => "str",
             };
+            // File permission modes (a `*_mode` int whose range reaches 0777) read as in a
+            // config and in chmod: octal with a leading 0.
+            let octal = text(&p.name).ends_with("_mode") && p.max >= 0o777;
+            let int = |i: i64| {
+                if octal && i != 0 {
+                    format!("0{i:o}")
+                } else {
+                    i.to_string()
+                }
+            };
             let default = match p.default.kind {
                 EVI_VALUE_NULL => "unset".to_string(),
                 EVI_VALUE_STR => format!("`{}`", text(&p.default.str)),
                 _ if p.kind == EVI_PARAM_BOOL => format!("`{}`", p.default.int != 0),
-                _ => format!("`{}`", p.default.int),
+                _ => format!("`{}`", int(p.default.int)),
             };
             let range = if p.kind == EVI_PARAM_INT {
-                format!("{}..={}", p.min, p.max)
+                format!("{}..={}", int(p.min), int(p.max))
             } else {
                 "—".into()
             };
@@ -300,11 +311,16 @@ pub fn readme_param_rows(decl: &evi_abi::EviModuleDecl) -> Vec<String> {
         .collect()
 }
 
-/// Check that `readme`'s `## Params` table is exactly [`readme_param_rows`] and that every MI
+/// Check that `readme`'s `## Params` (or `## Modparams`) table is exactly [`readme_param_rows`] and that every MI
 /// command has a row; the error shows what differs.
 pub fn check_readme(decl: &evi_abi::EviModuleDecl, readme: &str) -> Result<(), String> {
+    let section = if readme.contains("## Params") {
+        "## Params"
+    } else {
+        "## Modparams"
+    };
     let rows: Vec<&str> = readme
-        .split("## Params")
+        .split(section)
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .unwrap_or_default()

@@ -103,63 +103,18 @@ impl Module for MiFifo {
 
 #[cfg(test)]
 mod tests {
-    use evi_sdk::abi::{EviModuleDecl, EviParamSpec, EVI_PARAM_INT, EVI_PARAM_STR};
+    use evi_sdk::abi::EviModuleDecl;
 
     extern "C" {
         /// The declaration `export_module!` wrote (it lives in an unnamed const block).
         static evi_module: EviModuleDecl;
     }
 
-    fn text(s: &evi_sdk::abi::EviStr) -> String {
-        // SAFETY: strings in the module declaration are 'static.
-        String::from_utf8_lossy(unsafe { s.as_bytes() }).into_owned()
-    }
-
-    /// The README's modparam row for one spec: `| name | type | default | range | doc |`.
-    /// File modes are written in octal, as in a config.
-    fn row(p: &EviParamSpec) -> String {
-        let name = text(&p.name);
-        let (kind, default, range) = match p.kind {
-            EVI_PARAM_INT if name.ends_with("_mode") => (
-                "int",
-                format!("0{:o}", p.default.int),
-                format!("0..=0{:o}", p.max),
-            ),
-            EVI_PARAM_INT => (
-                "int",
-                p.default.int.to_string(),
-                format!("{}..={}", p.min, p.max),
-            ),
-            EVI_PARAM_STR => (
-                "str",
-                format!("\"{}\"", text(&p.default.str)),
-                "—".to_string(),
-            ),
-            k => panic!("unexpected param kind {k}"),
-        };
-        format!(
-            "| `{name}` | {kind} | `{default}` | {range} | {} |",
-            text(&p.doc)
-        )
-    }
-
     #[test]
     fn readme_modparams_table_is_the_export_table() {
-        // SAFETY: the declaration and its param table are 'static.
-        let specs = unsafe { std::slice::from_raw_parts(evi_module.params, evi_module.n_params) };
-        let readme = include_str!("../README.md");
-        let table: Vec<&str> = readme
-            .lines()
-            .skip_while(|l| !l.starts_with("| name "))
-            .skip(2)
-            .take_while(|l| l.starts_with('|'))
-            .collect();
-        let want: Vec<String> = specs.iter().map(row).collect();
-        assert_eq!(
-            table, want,
-            "README.md modparams table differs from the export table"
-        );
-        // SAFETY: as above.
-        assert_eq!(text(unsafe { &evi_module.name }), "mi_fifo");
+        // SAFETY: immutable static data defined in this crate.
+        let decl = unsafe { &*std::ptr::addr_of!(evi_module) };
+        evi_sdk::testing::check_readme(decl, include_str!("../README.md"))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
