@@ -1,7 +1,17 @@
-//! The daemon's one log output: `2026-11-26T11:52:19.123Z INFO  [module] message` on stderr.
+//! The daemon's one log output on stderr: `2026-11-26T11:52:19.123Z INFO  [module] message`, or
+//! with `log_format = "json"` one JSON object per line (`ts`, `level`, `module`, `msg`).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `log_format = "json"`: one JSON object per line, for log shippers.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Switch between the human format and JSON lines.
+pub fn set_json(on: bool) {
+    JSON.store(on, Ordering::Relaxed);
+}
 
 struct Stderr;
 
@@ -21,7 +31,17 @@ impl log::Log for Stderr {
         } else {
             target
         };
-        let line = format!("{} {:<5} [{target}] {}\n", timestamp(), r.level(), r.args());
+        let line = if JSON.load(Ordering::Relaxed) {
+            let v = serde_json::json!({
+                "ts": timestamp(),
+                "level": r.level().as_str(),
+                "module": target,
+                "msg": r.args().to_string(),
+            });
+            format!("{v}\n")
+        } else {
+            format!("{} {:<5} [{target}] {}\n", timestamp(), r.level(), r.args())
+        };
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 

@@ -167,6 +167,7 @@ fn run(file: &std::path::Path, dev: bool) -> ExitCode {
         Err(code) => return code,
     };
     prepared.settings.dev = dev;
+    evid::logger::set_json(prepared.settings.log_json);
     if let Some(l) = prepared.settings.log_level {
         log::set_max_level(level_filter(l));
     }

@@ -51,3 +51,26 @@ fn log_level_changes_at_run_time() {
         Some("-32602 Invalid params: level must be from -3 (alert) to 4 (debug)".into())
     );
 }
+
+#[test]
+fn logs_can_be_json_lines() {
+    let mut d = Daemon::start("log_format = \"json\"");
+    let (status, log) = d.stop();
+    assert!(status.success());
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() == log.lines().count(),
+        "not all JSON:\n{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l["level"] == "INFO"
+            && l["module"] == "core"
+            && l["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("started with"))),
+        "{log}"
+    );
+}

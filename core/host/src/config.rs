@@ -23,6 +23,8 @@ pub struct Settings {
     pub policy: crate::policy::Policy,
     /// `evi_raise_wait` in ms.
     pub raise_wait_ms: u64,
+    /// `log_format = "json"`: JSON lines instead of the human format.
+    pub log_json: bool,
 }
 
 /// OpenSIPS globals that mean nothing to evid: accepted with a warning so configs run unchanged.
@@ -80,6 +82,7 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
         dev: false,
         policy: Default::default(),
         raise_wait_ms: crate::host::DEFAULT_RAISE_WAIT_MS,
+        log_json: false,
     };
     for item in &script.items {
         if let Item::Global { name, value, pos } = item {
@@ -213,6 +216,11 @@ fn global(s: &mut Settings, name: &str, value: &Literal, _pos: &Pos) -> Result<(
             Ok(())
         }
         ("evi_queue_size", _) => Err("evi_queue_size must be an int from 16 to 16777216".into()),
+        ("log_format", Literal::Str(f)) if f == "json" || f == "text" => {
+            s.log_json = f == "json";
+            Ok(())
+        }
+        ("log_format", _) => Err("log_format must be \"text\" or \"json\"".into()),
         ("evi_raise_wait", Literal::Int(n)) if (0..=60_000).contains(n) => {
             s.raise_wait_ms = *n as u64;
             Ok(())

@@ -23,6 +23,8 @@ commands:
   unsubscribe EVENT SOCKET            remove that subscription
   raise EVENT [KEY=VALUE...]          raise EVENT; integer values are sent as numbers
   watch EVENT... [--expire N]         print EVENT's raises as they happen, until Ctrl-C
+  stats [GROUP:|NAME...]              statistics (all by default; e.g. event_flatstore:)
+  reload MODULE                       reload a transport module from its rebuilt .so (evid --dev)
   mi COMMAND [ARG...]                 run any MI command with positional params
 
 options:
@@ -96,6 +98,8 @@ fn run(args: &[String]) -> Result<(), Fail> {
         "unsubscribe" => commands::unsubscribe(&ctl, rest),
         "raise" => commands::raise(&ctl, rest),
         "watch" => watch::run(&ctl, rest),
+        "stats" => commands::stats(&ctl, rest),
+        "reload" => commands::reload(&ctl, rest),
         "mi" => commands::mi(&ctl, rest),
         other => Err(Fail::usage(&format!("unknown command {other:?}"))),
     }

@@ -230,3 +230,37 @@ fn str_of(v: &Value) -> &str {
 fn plain(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_string)
 }
+
+/// `evictl stats [GROUP:|NAME...]`: statistics (all by default), one `name value` per line.
+pub fn stats(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
+    let sel: Vec<Value> = if args.is_empty() {
+        vec![Value::from("all")]
+    } else {
+        args.iter().map(|a| Value::from(a.as_str())).collect()
+    };
+    let v = ctl.call("get_statistics", Value::Array(vec![Value::Array(sel)]))?;
+    ctl.show(&v, || {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, x)| format!("{k} {}", plain(x)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    });
+    Ok(())
+}
+
+/// `evictl reload MODULE`: reload a transport module from its rebuilt file (`evid --dev`).
+pub fn reload(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
+    let [module] = args else {
+        return Err(Fail::usage("reload takes one MODULE"));
+    };
+    let v = ctl.call(
+        "module_reload",
+        Value::Array(vec![Value::from(module.as_str())]),
+    )?;
+    ctl.show(&v, || format!("{module} reloaded"));
+    Ok(())
+}
