@@ -25,6 +25,9 @@ pub struct Settings {
     pub raise_wait_ms: u64,
     /// `log_format = "json"`: JSON lines instead of the human format.
     pub log_json: bool,
+    /// `exec_delivery_threshold` (µs) and `evi_queue_threshold` (%); 0 = off.
+    pub delivery_threshold_us: u64,
+    pub queue_threshold_pct: u64,
 }
 
 /// OpenSIPS globals that mean nothing to evid: accepted with a warning so configs run unchanged.
@@ -83,6 +86,8 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
         policy: Default::default(),
         raise_wait_ms: crate::host::DEFAULT_RAISE_WAIT_MS,
         log_json: false,
+        delivery_threshold_us: 0,
+        queue_threshold_pct: 0,
     };
     for item in &script.items {
         if let Item::Global { name, value, pos } = item {
@@ -216,6 +221,20 @@ fn global(s: &mut Settings, name: &str, value: &Literal, _pos: &Pos) -> Result<(
             Ok(())
         }
         ("evi_queue_size", _) => Err("evi_queue_size must be an int from 16 to 16777216".into()),
+        ("exec_delivery_threshold", Literal::Int(n)) if *n >= 0 => {
+            s.delivery_threshold_us = *n as u64;
+            Ok(())
+        }
+        ("exec_delivery_threshold", _) => {
+            Err("exec_delivery_threshold must be microseconds (0 = off)".into())
+        }
+        ("evi_queue_threshold", Literal::Int(n)) if (0..=100).contains(n) => {
+            s.queue_threshold_pct = *n as u64;
+            Ok(())
+        }
+        ("evi_queue_threshold", _) => {
+            Err("evi_queue_threshold must be a percentage from 0 (off) to 100".into())
+        }
         ("log_format", Literal::Str(f)) if f == "json" || f == "text" => {
             s.log_json = f == "json";
             Ok(())
@@ -345,6 +364,13 @@ impl Prepared {
                 host.shutdown();
                 return Err(vec![d]);
             }
+        }
+        if let Err(why) = host.set_thresholds(
+            self.settings.delivery_threshold_us,
+            self.settings.queue_threshold_pct,
+        ) {
+            host.shutdown();
+            return Err(vec![Diagnostic::at(&Pos::nowhere("evid"), why)]);
         }
         let mut host = host;
         host.start_timer_routes();

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     /// How long a raiser that is not a module thread waits for room in a full module queue
     /// (`evi_raise_wait`, ms; 0 = never wait).
     pub raise_wait_ms: std::sync::atomic::AtomicU64,
+    /// `exec_delivery_threshold`, `evi_queue_threshold`.
+    pub(crate) thresholds: crate::thresholds::Thresholds,
     /// Sockets modules raise to directly (event_virtual's members).
     pub(crate) members: crate::members::Members,
     /// `evid --dev`: modules may be reloaded.
@@ -114,6 +116,7 @@ impl Host {
             script: Default::default(),
             dev: AtomicBool::new(false),
             members: Default::default(),
+            thresholds: Default::default(),
             policy: Default::default(),
             raise_wait_ms: std::sync::atomic::AtomicU64::new(DEFAULT_RAISE_WAIT_MS),
         });
@@ -245,6 +248,23 @@ impl Host {
     /// Raise by id (for raisers that looked the id up once).
     pub fn raise_id(&self, id: u32, params: &[ParamRef<'_>]) -> Result<Raised, String> {
         self.shared.raise(id, params)
+    }
+
+    /// Set `exec_delivery_threshold` (µs) and `evi_queue_threshold` (%); 0 turns one off. The
+    /// queue alarm's event is published when its threshold is set.
+    pub fn set_thresholds(&self, delivery_us: u64, queue_pct: u64) -> Result<(), String> {
+        self.shared
+            .thresholds
+            .delivery_us
+            .store(delivery_us, Ordering::Relaxed);
+        self.shared
+            .thresholds
+            .queue_pct
+            .store(queue_pct, Ordering::Relaxed);
+        if queue_pct > 0 {
+            self.publish(crate::thresholds::QUEUE_EVENT)?;
+        }
+        Ok(())
     }
 
     /// Set `evi_raise_wait` (ms; 0 = raisers never wait).
@@ -628,6 +648,7 @@ fn timer(shared: Weak<Shared>) {
             return;
         }
         s.clock.tick();
+        s.check_queues();
         ticks += 1;
         if ticks.is_multiple_of(5) {
             s.expire();

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod registry;
 pub(crate) mod reload;
 mod script_host;
+pub mod thresholds;
 
 pub use dispatch::Raised;
 pub use event::{ParamRef, ValueRef};

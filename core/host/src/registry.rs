@@ -31,6 +31,8 @@ pub struct SubscriberStats {
     pub(crate) last_logged: AtomicI64,
     /// Unix second of the last drop log line (likewise).
     pub(crate) last_drop_logged: AtomicI64,
+    /// Unix second of the last slow-delivery event (likewise).
+    pub(crate) last_threshold: AtomicI64,
 }
 
 /// One subscription of one socket to one event.

@@ -56,7 +56,8 @@ impl Shared {
                 }
             })
             .collect();
-        in_route(event.depth, || {
+        let t0 = std::time::Instant::now();
+        let r = in_route(event.depth, || {
             self.with_interpreter(|i| i.run_event_route(name, &params))
         })
         .unwrap_or_else(|| {
@@ -64,7 +65,13 @@ impl Shared {
                 &evi_script::Pos::nowhere("evid"),
                 "evid has no script",
             ))
-        })
+        });
+        if let Some(limit) = self.delivery_threshold() {
+            if t0.elapsed() > limit {
+                self.slow_route(name, t0.elapsed());
+            }
+        }
+        r
     }
 }
 

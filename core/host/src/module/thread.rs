@@ -136,10 +136,21 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
     };
     'outer: while let Ok(mut job) = rx.recv() {
         let mut n = 0;
+        // Read once per batch: the slow-delivery threshold (None = not timing).
+        let slow = shared.upgrade().and_then(|s| s.delivery_threshold());
         loop {
             match job {
                 Job::Raise { event, sub, member } => {
-                    raise(&inst, &event, &sub, member, shared, &mut err)
+                    let t0 = slow.map(|_| std::time::Instant::now());
+                    raise(&inst, &event, &sub, member, shared, &mut err);
+                    if let (Some(limit), Some(t0)) = (slow, t0) {
+                        let took = t0.elapsed();
+                        if took > limit {
+                            if let Some(s) = shared.upgrade() {
+                                s.slow_delivery(&sub, event.name, took);
+                            }
+                        }
+                    }
                 }
                 Job::Call(f) => f(&inst),
                 Job::Wake => {}
