@@ -89,14 +89,19 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
         }
         EviStatus::PENDING => {}
         _ => {
-            sub.module.failed.fetch_add(1, Ordering::Relaxed);
-            let n = sub.stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
             let why = String::from_utf8_lossy(err);
             let why = if why.is_empty() {
                 format!("transport returned {}", st.0)
             } else {
                 why.into_owned()
             };
+            // The reason first: whoever sees the count also sees why.
+            *sub.stats
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+            sub.module.failed.fetch_add(1, Ordering::Relaxed);
+            let n = sub.stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
             let now = crate::clock::unix_now();
             if sub.stats.last_logged.swap(now, Ordering::Relaxed) != now {
                 log::warn!(
@@ -104,10 +109,6 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
                     sub.socket
                 );
             }
-            *sub.stats
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(why);
         }
     }
 }
