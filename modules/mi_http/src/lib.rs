@@ -5,7 +5,8 @@
 //! does all JSON-RPC work ([`evi_sdk::Host::mi_execute`]); this module is only the HTTP transport.
 //!
 //! - [`Endpoint::handle`]: the request → reply rules (404, 405, 400, 413, 200, 202), no I/O.
-//! - [`Server`]: the listener, its connection threads and its MI workers, all joined on stop.
+//! - [`Server`]: the listener and its connection threads (which run the MI calls), all joined on
+//!   stop.
 //! - `http` (private): the bounded HTTP/1.1 reader and writer.
 
 mod handler;
@@ -39,7 +40,7 @@ export_module! {
         param::str("ip", DEFAULT_IP, "Address to listen on; 0.0.0.0 or :: for every interface"),
         param::int("port", DEFAULT_PORT, 1, 65535, "TCP port to listen on"),
         param::str("root", DEFAULT_ROOT, "URL path of the MI: /ROOT and everything under /ROOT/"),
-        param::int("threads", DEFAULT_THREADS, 1, 64, "Worker threads running MI requests"),
+        param::int("threads", DEFAULT_THREADS, 1, 64, "MI requests run at once (each on its connection thread); more wait"),
         param::int("max_body", DEFAULT_MAX_BODY, 1024, 67_108_864, "Largest request body in bytes; larger gets HTTP 413"),
         param::str_unset("auth_token", "If set, every request must carry Authorization: Bearer TOKEN, else HTTP 401"),
     ],

@@ -481,3 +481,35 @@ fn auth_token_is_required_when_set() {
     assert_eq!(String::from_utf8_lossy(&ok.body), EVENTS_REPLY);
     server.stop();
 }
+
+#[test]
+fn at_most_threads_mi_calls_run_at_once() {
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (n, p) = (now.clone(), peak.clone());
+    let mi: Arc<MiFn> = Arc::new(move |req: &[u8]| {
+        let running = n.fetch_add(1, Ordering::SeqCst) + 1;
+        p.fetch_max(running, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(100));
+        n.fetch_sub(1, Ordering::SeqCst);
+        Some(req.to_vec())
+    });
+    let server =
+        Server::start("127.0.0.1:0", Config::new("mi", 2, 4096), mi).expect("server starts");
+    let addr = server.local_addr();
+    thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(move || {
+                let mut c = Client::connect(addr);
+                c.post("/mi", EVENTS_LIST);
+                assert_eq!(c.response().map(|r| r.status()), Some(200));
+            });
+        }
+    });
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "threads = 2 caps the MI calls running at once"
+    );
+    server.stop();
+}
