@@ -3,6 +3,7 @@
 //! Parsing is pure apart from name resolution, which happens once here (at subscribe time) so
 //! that `raise` never waits on DNS. Every error is one line naming the bad part and the URI.
 
+use evi_sdk::uri::parse_port;
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 
@@ -170,14 +171,6 @@ fn parse_udp(uri: Uri<'_>) -> Result<Dest, String> {
         port,
         addr,
     })
-}
-
-/// A decimal port in 1..=65535. Digits only: `u16::from_str` would also take a leading `+`.
-fn parse_port(s: &str) -> Option<u16> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<u16>().ok().filter(|&p| p != 0)
 }
 
 /// Resolve once. IPv4 is preferred for names with both kinds of address, as OpenSIPS only ever

@@ -4,8 +4,9 @@
 //! do), the port at `/` or the end, and the optional method is everything after the `/`. The
 //! host is resolved once, here, so that no sender waits on DNS per event.
 
+use evi_sdk::uri::{parse_port, resolve, split_host};
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 /// A parsed `tcp:` destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,38 +87,6 @@ impl fmt::Display for Dest {
         self.print(&mut s);
         write!(f, "tcp:{}", Clean(&s))
     }
-}
-
-fn split_host(body: &str) -> Option<(&str, &str)> {
-    if body.starts_with('[') {
-        let end = body.find(']')?;
-        let rest = body[end + 1..].strip_prefix(':')?;
-        Some((&body[..=end], rest))
-    } else {
-        body.split_once(':')
-    }
-}
-
-/// Decimal 1..=65535, digits only (`u16::from_str` would take a `+`).
-fn parse_port(s: &str) -> Option<u16> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<u16>().ok().filter(|&p| p != 0)
-}
-
-/// IPv4 first: OpenSIPS only ever used IPv4, and `localhost` consumers usually bind 127.0.0.1.
-fn resolve(name: &str, port: u16) -> Result<SocketAddr, String> {
-    let addrs: Vec<SocketAddr> = (name, port)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| "no address".to_string())
 }
 
 /// URI text with control characters escaped, so an error stays one line.

@@ -5,8 +5,9 @@
 //! (so it may contain colons). IPv6 literals may be written in brackets, which OpenSIPS could
 //! not do. The host is resolved once, here, so that no sender waits on DNS per event.
 
+use evi_sdk::uri::{parse_port, resolve, split_host};
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 /// The HTTP path OpenSIPS always used (and still the default).
 pub const DEFAULT_PATH: &str = "/RPC2";
@@ -114,39 +115,6 @@ impl fmt::Display for Dest {
         self.print(&mut s);
         write!(f, "xmlrpc:{}", Clean(&s))
     }
-}
-
-/// `host` and what follows its `:`; `[v6]` keeps its brackets.
-fn split_host(body: &str) -> Option<(&str, &str)> {
-    if body.starts_with('[') {
-        let end = body.find(']')?;
-        let rest = body[end + 1..].strip_prefix(':')?;
-        Some((&body[..=end], rest))
-    } else {
-        body.split_once(':')
-    }
-}
-
-/// Decimal 1..=65535, digits only (`u16::from_str` would take a `+`).
-fn parse_port(s: &str) -> Option<u16> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<u16>().ok().filter(|&p| p != 0)
-}
-
-/// IPv4 first: OpenSIPS only ever used IPv4 and `localhost` servers usually bind 127.0.0.1.
-fn resolve(name: &str, port: u16) -> Result<SocketAddr, String> {
-    let addrs: Vec<SocketAddr> = (name, port)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| "no address".to_string())
 }
 
 /// URI text with control characters escaped, so an error stays one line.

@@ -139,6 +139,7 @@ pub mod params;
 pub mod shim;
 pub mod stop;
 pub mod testing;
+pub mod uri;
 mod value;
 pub mod worker;
 
