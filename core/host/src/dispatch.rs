@@ -89,19 +89,11 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
         }
         EviStatus::PENDING => {}
         _ => {
-            let why = String::from_utf8_lossy(err);
-            let why = if why.is_empty() {
-                format!("transport returned {}", st.0)
-            } else {
-                why.into_owned()
+            let why = match String::from_utf8_lossy(err) {
+                w if w.is_empty() => format!("transport returned {}", st.0),
+                w => w.into_owned(),
             };
-            // The reason first: whoever sees the count also sees why.
-            *sub.stats
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-            sub.module.failed.fetch_add(1, Ordering::Relaxed);
-            let n = sub.stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = sub.stats.failed.load(Ordering::Relaxed) + 1;
             let now = crate::clock::unix_now();
             if sub.stats.last_logged.swap(now, Ordering::Relaxed) != now {
                 log::warn!(
@@ -109,6 +101,13 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
                     sub.socket
                 );
             }
+            // The reason before the count: whoever sees the count also sees why.
+            *sub.stats
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(why);
+            sub.module.failed.fetch_add(1, Ordering::Relaxed);
+            sub.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
