@@ -111,6 +111,11 @@ impl Transport for EventXmlrpc {
         socket.dest.print(out);
     }
 
+    fn destinations(&self, socket: &Socket, out: &mut Vec<String>) {
+        // The address resolved at subscribe time is the one every connection uses.
+        out.push(socket.dest.addr.to_string());
+    }
+
     fn raise(
         &mut self,
         socket: &mut Socket,

@@ -22,7 +22,9 @@
 //!
 //! ## Versioning
 //! Within a major version, fields are only appended to tables that carry their own `size`, and
-//! new tables hang off `ext`. A module built for minor N loads in a host of minor ≥ N.
+//! new tables hang off `ext`. A module built for minor N loads in a host of minor ≥ N: the host
+//! checks the module's layout against [`LAYOUT_HASHES`]`[N]`, reads its tables with the
+//! module's own `size`, and treats the fields a later minor added as absent (`None`).
 //!
 //! Write modules with `evi-sdk`, not against this crate directly.
 
@@ -49,7 +51,24 @@ pub const EVI_MAGIC: u64 = u64::from_le_bytes(*b"EVIDMOD\x01");
 /// Bumped on any incompatible change; the host loads only its own major.
 pub const EVI_ABI_MAJOR: u32 = 1;
 /// Bumped on additive changes; the host loads modules of its minor or lower.
-pub const EVI_ABI_MINOR: u32 = 0;
+///
+/// 1.1: `EviTransport::destinations`.
+pub const EVI_ABI_MINOR: u32 = 1;
+
+/// The declaration layout hash of each minor of this major (index = minor). A module of minor
+/// `m` must carry `LAYOUT_HASHES[m]`. Past entries are frozen: they are what modules already
+/// built carry. The last is this build's own.
+pub const LAYOUT_HASHES: [u64; EVI_ABI_MINOR as usize + 1] = [
+    0x8edc_73b6_6a57_2c33,
+    <EviModuleDecl as AbiLayout>::LAYOUT_HASH,
+];
+
+/// `size_of::<EviModuleDecl>()` of each minor (index = minor); frozen like [`LAYOUT_HASHES`].
+/// (1.0: a 32-byte header plus 22 pointer-sized fields; 1.1 did not grow the declaration.)
+pub const DECL_SIZES: [usize; EVI_ABI_MINOR as usize + 1] = [
+    32 + 22 * core::mem::size_of::<usize>(),
+    core::mem::size_of::<EviModuleDecl>(),
+];
 /// The name of the exported declaration symbol.
 pub const EVI_MODULE_SYMBOL: &str = "evi_module";
 

@@ -50,6 +50,13 @@ pub type EviRaiseFn = unsafe extern "C" fn(
     err: EviWriter,
 ) -> EviStatus;
 
+/// Write where a socket sends (ABI 1.1), one destination per line: `ip:port` (`[ip]:port` for
+/// IPv6) when the transport resolved the host itself and will send to that address, `host:port`
+/// when it connects by name later. The host checks every line against `mi_allowed_destinations`
+/// before it accepts a subscription made over MI. Called on the module's thread.
+pub type EviDestinationsFn =
+    unsafe extern "C" fn(instance: *mut c_void, socket: *const c_void, out: EviWriter);
+
 /// One transport (proto) provided by a module.
 ///
 /// Owner: the module (static data). Lifetime: while the library is loaded.
@@ -67,6 +74,35 @@ pub struct EviTransport {
     pub print: EviPrintFn,
     pub free: EviFreeFn,
     pub raise: EviRaiseFn,
+    /// ABI 1.1. `None`: sockets of this transport reach no network host of their own (files,
+    /// script routes, other sockets). Absent (the module's `size` ends before it) in 1.0 modules.
+    pub destinations: Option<EviDestinationsFn>,
+}
+
+/// `size` of an [`EviTransport`] built against ABI 1.0, the smallest the host accepts.
+pub const EVI_TRANSPORT_SIZE_1_0: usize = core::mem::offset_of!(EviTransport, destinations);
+
+impl EviTransport {
+    /// Entry `i` of a module's transport table, read with the stride the module was built with
+    /// (its `size`), fields the module's minor does not have left `None`.
+    ///
+    /// # Safety
+    /// `table` points at `n > i` entries of one module's transport table whose first entry's
+    /// `size` is at least [`EVI_TRANSPORT_SIZE_1_0`] (the loader checks this), valid for reads.
+    pub unsafe fn read(table: *const EviTransport, i: usize) -> EviTransport {
+        // SAFETY: `size` is the first field of every minor's layout.
+        let stride = unsafe { *(table as *const usize) };
+        let take = stride.min(core::mem::size_of::<EviTransport>());
+        let mut out = core::mem::MaybeUninit::<EviTransport>::zeroed();
+        // SAFETY: entry i lies within the table (caller); `take` bytes of it are this layout's
+        // prefix. Every field past EVI_TRANSPORT_SIZE_1_0 is an `Option<fn>`, for which all-zero
+        // bytes are `None`, so the zeroed remainder is a valid value.
+        unsafe {
+            let src = (table as *const u8).add(i * stride);
+            core::ptr::copy_nonoverlapping(src, out.as_mut_ptr() as *mut u8, take);
+            out.assume_init()
+        }
+    }
 }
 
 // SAFETY: immutable static data.

@@ -150,3 +150,73 @@ fn a_bearer_token_guards_mi_http() {
     assert!(out.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{out}");
     assert!(out.contains("WWW-Authenticate: Bearer"), "{out}");
 }
+
+const DESTINATIONS: &str = r#"
+mi_allowed_destinations = "127.0.0.1, 192.0.2.0/24, 0.0.0.0/0"
+mi_flatstore_dir = "{dir}/events"
+loadmodule "event_stream.so"
+loadmodule "event_flatstore.so"
+loadmodule "event_virtual.so"
+startup_route {
+    # Trusted: a destination MI may not use.
+    subscribe_event("E_X", "tcp:127.0.0.2:9");
+}
+"#;
+
+#[test]
+fn mi_subscriptions_reach_only_allowed_destinations_virtual_members_included() {
+    let d = Daemon::start(DESTINATIONS);
+    let _ = std::fs::create_dir_all(d.dir.join("events"));
+    let dir = d.dir.path().display().to_string();
+    let ok = |socket: String| {
+        let got = d
+            .mi("event_subscribe", json!(["E_X", &socket, 60]))
+            .map_err(|e| e.to_string());
+        assert_eq!(got, Ok(json!("OK")), "{socket}\n{}", d.log())
+    };
+    ok("tcp:127.0.0.1:9".into());
+    ok("tcp:192.0.2.44:9".into());
+    ok("tcp:198.51.100.1:9".into());
+    ok(format!(
+        "virtual:PARALLEL tcp:127.0.0.1:10 flatstore:{dir}/events/v.log"
+    ));
+    let not_allowed = |peer: &str, socket: String| {
+        let why = refused(&d, json!(["E_X", socket, 60]));
+        assert!(
+            why.contains(&format!(
+                "destination {peer} is not allowed over MI (mi_allowed_destinations)"
+            )),
+            "{why}"
+        );
+    };
+    // 0.0.0.0/0 admits the internet, not the host's own networks.
+    not_allowed("127.0.0.2:9", "tcp:127.0.0.2:9".into());
+    not_allowed("10.0.0.1:9", "tcp:10.0.0.1:9".into());
+    not_allowed("169.254.169.254:80", "tcp:169.254.169.254:80".into());
+    // A virtual socket's members are held to the whole policy.
+    not_allowed(
+        "10.0.0.1:9",
+        "virtual:FAILOVER tcp:127.0.0.1:9 tcp:10.0.0.1:9".to_string(),
+    );
+    let why = refused(
+        &d,
+        json!([
+            "E_X",
+            "virtual:PARALLEL tcp:127.0.0.1:9 flatstore:/etc/evid-owned.log",
+            60
+        ]),
+    );
+    assert!(why.contains("outside the allowed directory"), "{why}");
+    assert!(
+        !std::path::Path::new("/etc/evid-owned.log").exists(),
+        "a refused member must not have created its file"
+    );
+    // Refused sockets left no subscriber behind; the trusted one is there.
+    let listed = d
+        .mi("subscribers_list", json!([]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = listed.to_string();
+    assert!(!text.contains("10.0.0.1"), "{text}");
+    assert!(!text.contains("169.254"), "{text}");
+    assert!(text.contains("tcp:127.0.0.2:9"), "{text}");
+}

@@ -10,14 +10,25 @@ fn load(fixture: &str) -> String {
     format!("loadmodule \"{}\"\n", fixture_path(fixture).display())
 }
 
-/// A module declaring minor 0 loads into this evid (whose minor is 0 or higher), serves
-/// subscriptions and gets events.
+/// A module built against ABI 1.0 (shorter transport entries, 1.0's layout hash) loads into
+/// this evid of a later minor, serves subscriptions on both of its transports and gets events.
 #[test]
-fn a_module_of_an_older_or_equal_minor_loads() {
+fn a_module_built_for_an_older_minor_loads_and_works() {
     let d = Daemon::start(&format!(
-        "{}startup_route {{ subscribe_event(\"E_X\", \"oldminor:a\"); }}",
+        "{}startup_route {{\n  subscribe_event(\"E_X\", \"oldminor:a\");\n  subscribe_event(\"E_X\", \"oldminor2:b\");\n}}",
         load("fixture_old_minor")
     ));
+    let listed = d
+        .mi("subscribers_list", json!(["E_X"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        subscriber(&listed["Event"], "oldminor:a").is_object(),
+        "{listed}"
+    );
+    assert!(
+        subscriber(&listed["Event"], "oldminor2:b").is_object(),
+        "{listed}"
+    );
     d.mi("raise_event", json!(["E_X", [1]]))
         .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
     let stats = || {
@@ -27,11 +38,19 @@ fn a_module_of_an_older_or_equal_minor_loads() {
     assert!(
         wait_for(Duration::from_secs(10), || stats()
             ["fixture_old_minor:delivered"]
-            == 1),
+            == 2),
         "{}\n{}",
         stats(),
         d.log()
     );
+    let described = std::process::Command::new(evi_testkit::evid_bin())
+        .arg("--describe-module")
+        .arg(fixture_path("fixture_old_minor"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&described.stdout);
+    assert!(text.contains("1.0"), "{text}");
+    assert!(text.contains("oldminor2"), "{text}");
 }
 
 fn subscriber<'a>(list: &'a Value, socket: &str) -> &'a Value {

@@ -281,6 +281,21 @@ fn policy_param(p: &mut crate::policy::Policy, name: &str, value: &Literal) -> R
                 Err("mi_allowed_protos must be a string like \"udp,flatstore\"".into())
             }
         },
+        "mi_allowed_destinations" => match value {
+            Literal::Str(s) => {
+                let entries = s
+                    .split([',', ' '])
+                    .filter(|x| !x.is_empty())
+                    .map(crate::policy::Allow::parse)
+                    .collect::<Result<Vec<_>, _>>()?;
+                p.allowed_destinations = Some(entries);
+                Ok(())
+            }
+            Literal::Int(_) => Err(
+                "mi_allowed_destinations must be a string like \"192.0.2.0/24, mq.example.com\""
+                    .into(),
+            ),
+        },
         "mi_flatstore_dir" => match value {
             Literal::Str(s) if s.starts_with('/') => {
                 p.flatstore_dir = Some(PathBuf::from(s.trim_end_matches('/')));

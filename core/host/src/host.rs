@@ -7,6 +7,7 @@ use crate::loader::Library;
 use crate::mi::MiTable;
 use crate::modparam::ModparamValue;
 use crate::module::{Module, SocketPtr};
+use crate::policy::parsing_for_mi;
 use crate::registry::{Registry, Subscriber, NEVER};
 use evi_abi::EVI_TRANSPORT_EXPIRES;
 use std::collections::HashMap;
@@ -475,6 +476,18 @@ impl Shared {
         socket: &str,
         expire: Option<i64>,
     ) -> Result<Subscribed, SubscribeError> {
+        self.subscribe_as(event, socket, expire, None)
+    }
+
+    /// [`Self::subscribe`] for an MI client held to `mi_policy`: the socket's destinations, and
+    /// every socket its transport opens while parsing it, are checked against the policy.
+    pub(crate) fn subscribe_as(
+        &self,
+        event: &str,
+        socket: &str,
+        expire: Option<i64>,
+        mi_policy: Option<Arc<crate::policy::Policy>>,
+    ) -> Result<Subscribed, SubscribeError> {
         let entry = self
             .registry
             .by_name(event)
@@ -494,7 +507,13 @@ impl Shared {
         let unsubscribe = expire == Some(0);
         let outcome = module
             .call(move |inst| -> Result<Parsed, String> {
-                let new = inst.parse(tidx, &body)?;
+                let new = parsing_for_mi(mi_policy.as_ref(), || inst.parse(tidx, &body))?;
+                if let Some(policy) = &mi_policy {
+                    if let Err(why) = policy.check_destinations(&inst.destinations(tidx, new)) {
+                        inst.free(tidx, new);
+                        return Err(why);
+                    }
+                }
                 if let Some(&(id, _)) = candidates.iter().find(|(_, h)| inst.matches(tidx, new, *h))
                 {
                     inst.free(tidx, new);

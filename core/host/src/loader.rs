@@ -2,8 +2,8 @@
 //! declaration is read, and every check passes before the host calls `init`.
 
 use evi_abi::{
-    layout::AbiLayout, EviModuleDecl, EviStr, EVI_ABI_MAJOR, EVI_ABI_MINOR, EVI_MAGIC,
-    EVI_MODULE_SYMBOL, EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_PARAM_REPEATABLE, EVI_VALUE_INT,
+    EviModuleDecl, EviStr, EviTransport, DECL_SIZES, EVI_ABI_MAJOR, EVI_ABI_MINOR, EVI_MAGIC,
+    EVI_MODULE_SYMBOL, EVI_TRANSPORT_SIZE_1_0, LAYOUT_HASHES, EVI_PARAM_BOOL, EVI_PARAM_INT, EVI_PARAM_REPEATABLE, EVI_VALUE_INT,
     EVI_VALUE_STR,
 };
 use std::fmt;
@@ -125,18 +125,24 @@ impl Library {
                 h.abi_major, h.abi_minor
             )));
         }
-        let host_hash = <EviModuleDecl as AbiLayout>::LAYOUT_HASH;
-        let host_size = std::mem::size_of::<EviModuleDecl>() as u32;
-        if h.layout_hash != host_hash || h.decl_size != host_size {
+        // A module of an older minor carries that minor's layout, which the host knows.
+        let minor = h.abi_minor as usize;
+        let (want_hash, want_size) = (LAYOUT_HASHES[minor], DECL_SIZES[minor] as u32);
+        if h.layout_hash != want_hash || h.decl_size != want_size {
             // SAFETY: the type table is part of the frozen header.
             let differing = unsafe { differing_types(h.type_hashes, h.n_type_hashes as usize) };
             return Err(LoadError(format!(
-                "{file}: module {expected} declares ABI {}.{} but its layout of {} differs from this evid's (declaration size {} vs {host_size}); rebuild the module against this evid's evi-sdk",
+                "{file}: module {expected} declares ABI {}.{} but its layout of {} differs from that version's (declaration size {} vs {want_size}); rebuild the module against this evid's evi-sdk",
                 h.abi_major,
                 h.abi_minor,
                 if differing.is_empty() { "EviModuleDecl".to_string() } else { differing.join(", ") },
                 h.decl_size
             )));
+        }
+        // SAFETY: magic, version and the version's layout match. Fields a later minor appended
+        // to the declaration would be read only after checking `decl_size` (none so far).
+        if let Err(why) = unsafe { check_transport_table(&*decl) } {
+            return Err(LoadError(format!("{file}: module {expected}: {why}")));
         }
         // SAFETY: magic, version and layout all match: the declaration is an EviModuleDecl.
         let d = unsafe { &*decl };
@@ -170,6 +176,50 @@ impl Library {
     pub fn info(&self) -> ModuleInfo {
         ModuleInfo::from_decl(self.decl())
     }
+}
+
+/// The module's transport table, each entry read with the module's own stride.
+///
+/// # Safety
+/// `d` passed [`check_transport_table`].
+pub(crate) unsafe fn transport_table(d: &EviModuleDecl) -> Vec<EviTransport> {
+    // SAFETY: checked by the loader.
+    (0..d.n_transports)
+        .map(|i| unsafe { EviTransport::read(d.transports, i) })
+        .collect()
+}
+
+/// Every entry of the transport table must have the same `size`, at least ABI 1.0's.
+///
+/// # Safety
+/// `d` is a declaration whose layout was checked.
+unsafe fn check_transport_table(d: &EviModuleDecl) -> Result<(), String> {
+    if d.n_transports == 0 {
+        return Ok(());
+    }
+    if d.transports.is_null() || d.n_transports > 64 {
+        return Err(format!(
+            "bad transport table ({} entries at {:p})",
+            d.n_transports, d.transports
+        ));
+    }
+    // SAFETY: `size` is the first field of every minor's EviTransport.
+    let size = unsafe { *(d.transports as *const usize) };
+    if size < EVI_TRANSPORT_SIZE_1_0 || size % std::mem::align_of::<EviTransport>() != 0 {
+        return Err(format!(
+            "transport table entries are {size} bytes, not an EviTransport of any ABI 1.x"
+        ));
+    }
+    for i in 1..d.n_transports {
+        // SAFETY: entries are `size` bytes apart, n_transports of them.
+        let s = unsafe { *((d.transports as *const u8).add(i * size) as *const usize) };
+        if s != size {
+            return Err(format!(
+                "transport table entry {i} is {s} bytes, entry 0 is {size}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Names of ABI types whose hash in the module's table differs from the host's.
@@ -326,7 +376,7 @@ impl ModuleInfo {
                     .iter()
                     .map(|s| str_of(*s))
                     .collect(),
-                transports: slice(d.transports, d.n_transports)
+                transports: transport_table(d)
                     .iter()
                     .map(|t| TransportInfo {
                         proto: str_of(t.proto),

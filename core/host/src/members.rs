@@ -5,6 +5,7 @@
 use crate::event::{ParamRef, RaisedEvent, ValueRef};
 use crate::host::{free_later, Shared};
 use crate::module::{MemberRaise, Module};
+use crate::policy::parsing_for_mi;
 use crate::registry::{Subscriber, NEVER};
 use evi_abi::{EviEvent, EviStatus, EVI_VALUE_INT, EVI_VALUE_STR};
 use std::collections::HashMap;
@@ -50,10 +51,22 @@ impl Shared {
         let (module, tidx) = self
             .transport(proto)
             .ok_or_else(|| format!("unknown proto {proto:?} in {uri:?}"))?;
+        // Opened while parsing an MI subscription (a virtual socket): its members are held to
+        // the same policy as a socket the client subscribed directly.
+        let mi_policy = crate::policy::mi_parse_policy();
+        if let Some(policy) = &mi_policy {
+            policy.check_subscription(uri, 0)?;
+        }
         let body = body.to_string();
         let (handle, printed) = module
             .call(move |inst| {
-                let h = inst.parse(tidx, &body)?;
+                let h = parsing_for_mi(mi_policy.as_ref(), || inst.parse(tidx, &body))?;
+                if let Some(policy) = &mi_policy {
+                    if let Err(why) = policy.check_destinations(&inst.destinations(tidx, h)) {
+                        inst.free(tidx, h);
+                        return Err(why);
+                    }
+                }
                 Ok::<_, String>((h, inst.print(tidx, h)))
             })?
             .map_err(|why| format!("{proto}: {why}"))?;

@@ -63,4 +63,11 @@ pub trait Transport: Module {
 
     /// Called when the socket's last subscription is gone, just before it is dropped.
     fn free(&mut self, _socket: &mut Self::Socket) {}
+
+    /// Where the socket sends, one entry per network peer: `ip:port` (`[ip]:port` for IPv6) if
+    /// the transport resolved the host and sends to that address, `host:port` if it connects by
+    /// name later. The host checks these against `mi_allowed_destinations` for subscriptions
+    /// made over MI, so a transport that reaches the network must list every peer here. The
+    /// default (nothing) suits transports that write files or hand events to other sockets.
+    fn destinations(&self, _socket: &Self::Socket, _out: &mut Vec<String>) {}
 }

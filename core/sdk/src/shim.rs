@@ -212,6 +212,24 @@ unsafe extern "C" fn print<M: Transport>(inst: *mut c_void, socket: *const c_voi
     }
 }
 
+unsafe extern "C" fn destinations<M: Transport>(
+    inst: *mut c_void,
+    socket: *const c_void,
+    out: EviWriter,
+) {
+    unsafe {
+        guard::<M, _>(
+            inst,
+            |_| (),
+            |m| {
+                let mut all = Vec::new();
+                m.destinations(&*(socket as *const M::Socket), &mut all);
+                write(out, &all.join("\n"));
+            },
+        )
+    }
+}
+
 unsafe extern "C" fn free<M: Transport>(inst: *mut c_void, socket: *mut c_void) {
     if socket.is_null() {
         return;
@@ -260,5 +278,6 @@ pub const fn transport<M: Transport>(proto: &'static str, flags: u32) -> EviTran
         print: print::<M>,
         free: free::<M>,
         raise: raise::<M>,
+        destinations: Some(destinations::<M>),
     }
 }

@@ -163,6 +163,16 @@ impl Transport for EventNats {
         out.push_str(&socket.uri.to_string());
     }
 
+    fn destinations(&self, socket: &Socket, out: &mut Vec<String>) {
+        // The server connects by name; the MI allowlist checks the name as written.
+        let host = &socket.uri.host;
+        if host.contains(':') {
+            out.push(format!("[{host}]:{}", socket.uri.port));
+        } else {
+            out.push(format!("{host}:{}", socket.uri.port));
+        }
+    }
+
     fn raise(
         &mut self,
         socket: &mut Socket,

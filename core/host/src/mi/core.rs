@@ -84,14 +84,16 @@ fn event_subscribe(s: &Shared, p: &Map<String, Value>) -> MiResult {
     if event.is_empty() || socket.is_empty() {
         return Err(MiError::invalid_params("Empty parameter"));
     }
+    let mut mi_policy = None;
     if expire > 0 {
         let policy = s.policy.read().unwrap_or_else(|p| p.into_inner()).clone();
         policy
             .check_subscription(&socket, expire)
             .map_err(bad_value)?;
         check_room(s, &policy, &event, &socket)?;
+        mi_policy = Some(std::sync::Arc::new(policy));
     }
-    match s.subscribe(&event, &socket, Some(expire)) {
+    match s.subscribe_as(&event, &socket, Some(expire), mi_policy) {
         Ok(_) => Ok(json!("OK")),
         Err(SubscribeError::Internal(why)) => Err(MiError::new(-32000, "Server error").data(why)),
         Err(e) => Err(bad_value(e.to_string())),

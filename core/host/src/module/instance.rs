@@ -7,6 +7,9 @@ use std::ffi::c_void;
 pub(crate) struct Instance {
     pub(super) decl: *const EviModuleDecl,
     pub(super) ptr: *mut c_void,
+    /// The declaration's transport table, copied in this ABI's layout (older minors have
+    /// shorter entries; see `EviTransport::read`).
+    pub(super) transports: Vec<EviTransport>,
 }
 
 impl Instance {
@@ -16,8 +19,7 @@ impl Instance {
     }
 
     pub(super) fn transport(&self, idx: usize) -> &EviTransport {
-        // SAFETY: idx comes from the declaration's own transport table.
-        unsafe { &*self.decl().transports.add(idx) }
+        &self.transports[idx]
     }
 
     pub(super) fn flush(&self) {
@@ -65,6 +67,23 @@ impl Instance {
         // SAFETY: s is a live socket of this transport.
         unsafe { (t.print)(self.ptr, s.0, writer(&mut out)) };
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Where the socket sends (`EviTransport::destinations`); empty for transports without
+    /// network peers and for modules of ABI 1.0.
+    pub(crate) fn destinations(&self, idx: usize, s: SocketPtr) -> Vec<String> {
+        let t = self.transport(idx);
+        let Some(f) = t.destinations else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        // SAFETY: s is a live socket of this transport.
+        unsafe { f(self.ptr, s.0, writer(&mut out)) };
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 
     pub(crate) fn free(&self, idx: usize, s: SocketPtr) {

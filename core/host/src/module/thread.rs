@@ -86,7 +86,13 @@ fn init(
     // SAFETY: decl was checked by the loader; api and raw outlive the call.
     let st = unsafe { ((*decl).init)(api, raw.as_ptr(), raw.len(), &mut ptr, writer(&mut err)) };
     if st == EviStatus::OK {
-        return Ok(Instance { decl, ptr });
+        // SAFETY: the loader checked the transport table.
+        let transports = unsafe { crate::loader::transport_table(&*decl) };
+        return Ok(Instance {
+            decl,
+            ptr,
+            transports,
+        });
     }
     let why = String::from_utf8_lossy(&err).into_owned();
     Err(if why.is_empty() {
