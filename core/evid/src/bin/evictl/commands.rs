@@ -1,7 +1,7 @@
 //! The MI commands behind `evictl events|subscribers|subscribe|unsubscribe|raise|mi`, and how
 //! their results are shown.
 
-use evid::mi_client::{call, MiCallError};
+use evid::mi_client::{MiCallError, Transport};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -23,19 +23,24 @@ impl Fail {
     }
 }
 
-/// Where evid is and how to print.
+/// Where evid is, how long to wait for it, and how to print.
 pub struct Ctl {
-    pub url: String,
+    pub transport: Transport,
     pub json: bool,
+    pub timeout: Duration,
 }
 
 impl Ctl {
     /// Run one MI command; a failure says whether evid is unreachable or what it answered.
     pub fn call(&self, method: &str, params: Value) -> Result<Value, Fail> {
-        call(&self.url, method, params, Duration::from_secs(10)).map_err(|e| match e {
-            MiCallError::Transport(e) => Fail::failed(format!("{e} (is evid running? see --url)")),
-            e => Fail::failed(format!("{method}: {e}")),
-        })
+        self.transport
+            .call(method, params, self.timeout)
+            .map_err(|e| match e {
+                MiCallError::Transport(e) => {
+                    Fail::failed(format!("{e} ({})", self.transport.hint()))
+                }
+                e => Fail::failed(format!("{method}: {e}")),
+            })
     }
 
     /// Print `v` as JSON with `--json`, else `text()`.
@@ -48,34 +53,7 @@ impl Ctl {
     }
 }
 
-/// `--expire N` (or `--expire=N`) among `args`; the other args in order.
-pub fn take_expire(args: &[String]) -> Result<(Option<u64>, Vec<&str>), Fail> {
-    let mut expire = None;
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let v = if a == "--expire" {
-            Some(it.next().map(String::as_str).unwrap_or_default())
-        } else {
-            a.strip_prefix("--expire=")
-        };
-        match v {
-            Some(v) => {
-                let n = v.parse().map_err(|_| {
-                    Fail::usage(&format!("--expire needs a number of seconds, not {v:?}"))
-                })?;
-                expire = Some(n);
-            }
-            None => rest.push(a.as_str()),
-        }
-    }
-    Ok((expire, rest))
-}
-
-pub fn events(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
-    if !args.is_empty() {
-        return Err(Fail::usage("events takes no arguments"));
-    }
+pub fn events(ctl: &Ctl) -> Result<(), Fail> {
     let v = ctl.call("events_list", Value::Array(vec![]))?;
     ctl.show(&v, || {
         list(&v, "Events")
@@ -87,19 +65,15 @@ pub fn events(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
     Ok(())
 }
 
-pub fn subscribers(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
-    let params: Vec<Value> = match args {
-        [] => vec![],
-        [event] => vec![Value::from(event.as_str())],
-        _ => return Err(Fail::usage("subscribers takes at most one EVENT")),
-    };
+pub fn subscribers(ctl: &Ctl, event: Option<&str>) -> Result<(), Fail> {
+    let params: Vec<Value> = event.map(Value::from).into_iter().collect();
     let v = ctl.call("subscribers_list", Value::Array(params))?;
-    ctl.show(&v, || match args {
-        [event] => match v.get("Event") {
+    ctl.show(&v, || match event {
+        Some(event) => match v.get("Event") {
             Some(e) if e.get("name").is_some() => event_text(e),
             _ => format!("{event}: no subscribers"),
         },
-        _ => {
+        None => {
             let text: Vec<String> = list(&v, "Events").iter().map(event_text).collect();
             if text.is_empty() {
                 "no subscribers".to_string()
@@ -127,11 +101,7 @@ fn event_text(e: &Value) -> String {
     out
 }
 
-pub fn subscribe(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
-    let (expire, rest) = take_expire(args)?;
-    let [event, socket] = rest[..] else {
-        return Err(Fail::usage("subscribe needs EVENT SOCKET"));
-    };
+pub fn subscribe(ctl: &Ctl, event: &str, socket: &str, expire: Option<u64>) -> Result<(), Fail> {
     let mut params = vec![Value::from(event), Value::from(socket)];
     params.extend(expire.map(Value::from));
     let v = ctl.call("event_subscribe", Value::Array(params))?;
@@ -142,26 +112,16 @@ pub fn subscribe(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
     Ok(())
 }
 
-pub fn unsubscribe(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
-    let [event, socket] = args else {
-        return Err(Fail::usage("unsubscribe needs EVENT SOCKET"));
-    };
+pub fn unsubscribe(ctl: &Ctl, event: &str, socket: &str) -> Result<(), Fail> {
     // Expire 0 removes the subscription (the unsubscribe of OpenSIPS's clients).
-    let params = vec![
-        Value::from(event.as_str()),
-        Value::from(socket.as_str()),
-        Value::from(0),
-    ];
+    let params = vec![Value::from(event), Value::from(socket), Value::from(0)];
     let v = ctl.call("event_subscribe", Value::Array(params))?;
     ctl.show(&v, || format!("unsubscribed {socket} from {event}"));
     Ok(())
 }
 
-pub fn raise(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
-    let [event, pairs @ ..] = args else {
-        return Err(Fail::usage("raise needs EVENT [KEY=VALUE...]"));
-    };
-    let mut params = vec![Value::from(event.as_str())];
+pub fn raise(ctl: &Ctl, event: &str, pairs: &[String]) -> Result<(), Fail> {
+    let mut params = vec![Value::from(event)];
     if !pairs.is_empty() {
         params.push(Value::Object(key_values(pairs)?));
     }
@@ -187,11 +147,8 @@ pub fn key_values(pairs: &[String]) -> Result<Map<String, Value>, Fail> {
     Ok(map)
 }
 
-pub fn mi(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
-    let [method, rest @ ..] = args else {
-        return Err(Fail::usage("mi needs COMMAND"));
-    };
-    let params: Vec<Value> = rest.iter().map(|a| mi_arg(a)).collect();
+pub fn mi(ctl: &Ctl, method: &str, args: &[String]) -> Result<(), Fail> {
+    let params: Vec<Value> = args.iter().map(|a| mi_arg(a)).collect();
     let v = ctl.call(method, Value::Array(params))?;
     if ctl.json {
         println!("{v}");
@@ -232,11 +189,11 @@ fn plain(v: &Value) -> String {
 }
 
 /// `evictl stats [GROUP:|NAME...]`: statistics (all by default), one `name value` per line.
-pub fn stats(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
-    let sel: Vec<Value> = if args.is_empty() {
+pub fn stats(ctl: &Ctl, names: &[String]) -> Result<(), Fail> {
+    let sel: Vec<Value> = if names.is_empty() {
         vec![Value::from("all")]
     } else {
-        args.iter().map(|a| Value::from(a.as_str())).collect()
+        names.iter().map(|a| Value::from(a.as_str())).collect()
     };
     let v = ctl.call("get_statistics", Value::Array(vec![Value::Array(sel)]))?;
     ctl.show(&v, || {
@@ -253,14 +210,8 @@ pub fn stats(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
 }
 
 /// `evictl reload MODULE`: reload a transport module from its rebuilt file (`evid --dev`).
-pub fn reload(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
-    let [module] = args else {
-        return Err(Fail::usage("reload takes one MODULE"));
-    };
-    let v = ctl.call(
-        "module_reload",
-        Value::Array(vec![Value::from(module.as_str())]),
-    )?;
+pub fn reload(ctl: &Ctl, module: &str) -> Result<(), Fail> {
+    let v = ctl.call("module_reload", Value::Array(vec![Value::from(module)]))?;
     ctl.show(&v, || format!("{module} reloaded"));
     Ok(())
 }

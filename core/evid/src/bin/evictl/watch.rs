@@ -1,7 +1,7 @@
 //! `evictl watch EVENT...`: subscribe a local UDP socket, print what arrives, refresh the
 //! subscriptions before they expire, and unsubscribe on SIGINT/SIGTERM.
 
-use crate::commands::{take_expire, Ctl, Fail};
+use crate::commands::{Ctl, Fail};
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
 use std::net::UdpSocket;
@@ -13,8 +13,7 @@ use std::time::Duration;
 /// watcher killed with SIGKILL stops costing evid a subscriber soon.
 const DEFAULT_EXPIRE: u64 = 120;
 
-pub fn run(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
-    let (expire, events) = take_expire(args)?;
+pub fn run(ctl: &Ctl, events: &[String], expire: Option<u64>) -> Result<(), Fail> {
     let expire = expire.unwrap_or(DEFAULT_EXPIRE);
     if events.is_empty() {
         return Err(Fail::usage("watch needs at least one EVENT"));
@@ -63,14 +62,14 @@ pub fn run(ctl: &Ctl, args: &[String]) -> Result<(), Fail> {
     // Refresh at half the lifetime: one lost refresh still leaves time for the next.
     let refresh = Duration::from_secs((expire / 2).max(1));
     while signals.wait(refresh).is_none() {
-        for event in &events {
+        for event in events {
             if let Err(e) = subscribe(event, expire) {
                 eprintln!("evictl: refreshing {event}: {}", e.msg);
             }
         }
     }
     let mut failed = None;
-    for event in &events {
+    for event in events {
         if let Err(e) = subscribe(event, 0) {
             failed = Some(Fail::failed(format!("unsubscribing {event}: {}", e.msg)));
         }
