@@ -73,9 +73,28 @@ fn deliveries_failures_and_raises_are_counted() {
         "evid_module_failed_total{module=\"event_datagram\"} 3",
         "evid_event_raised_total{event=\"E_X\"} 3",
         "evid_subscribers 2",
+        // Every outcome, delivered or failed, is timed from its raise.
+        "# TYPE evid_delivery_latency_seconds histogram",
+        "evid_delivery_latency_seconds_bucket{module=\"event_datagram\",le=\"+Inf\"} 6",
+        "evid_delivery_latency_seconds_count{module=\"event_datagram\"} 6",
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
     }
+    let latency = d
+        .mi("delivery_latency", json!([]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dgram = latency["Modules"]
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["name"] == "event_datagram"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(dgram["count"], 6, "{latency}");
+    let buckets = dgram["buckets"].as_array().cloned().unwrap_or_default();
+    let counts: Vec<u64> = buckets.iter().filter_map(|b| b[1].as_u64()).collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]) && counts.last() == Some(&6),
+        "buckets are cumulative up to +Inf: {latency}"
+    );
 
     // Per subscriber: who failed and why.
     let subs = d
@@ -123,4 +142,58 @@ fn deliveries_failures_and_raises_are_counted() {
             .map(|e| e.to_string()),
         Some("404 Statistics Not Found".into())
     );
+}
+
+/// An async transport's outcomes arrive later through `delivery_status`; they are timed from the
+/// raise too (the delivery ticket carries the raise time).
+#[test]
+fn async_outcomes_are_timed_from_their_raise() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let d = Daemon::start(&format!(
+        "loadmodule \"event_stream.so\"\nstartup_route {{ subscribe_event(\"E_X\", \"tcp:127.0.0.1:{port}\"); }}"
+    ));
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        // JSON-RPC objects back to back, no framing: count their "method" members.
+        let objects = |b: &[u8]| String::from_utf8_lossy(b).matches("\"method\"").count();
+        while objects(&all) < 4 {
+            match std::io::Read::read(&mut conn, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+        all
+    });
+    for i in 0..4 {
+        d.mi("raise_event", json!(["E_X", [i]]))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let got = reader.join().unwrap_or_default();
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("\"method\"").count(), 4, "{text}\n{}", d.log());
+    let count = || {
+        d.mi("delivery_latency", json!([]))
+            .ok()
+            .and_then(|l| {
+                l["Modules"]
+                    .as_array()
+                    .and_then(|m| m.iter().find(|m| m["name"] == "event_stream"))
+                    .and_then(|m| m["count"].as_u64())
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || count() == 4),
+        "{} outcomes timed\n{}",
+        count(),
+        d.log()
+    );
+    let stats = d
+        .mi("get_statistics", json!([["event_stream:delivered"]]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats["event_stream:delivered"], 4, "{stats}");
 }

@@ -118,17 +118,25 @@ impl Shared {
         if self.member_delivery_status(delivery, status, msg) {
             return;
         }
-        let sub = self.registry.subscriber(delivery);
+        let sub = self
+            .registry
+            .subscriber(crate::latency::ticket_sub(delivery));
         match sub {
-            Some(sub) => record(
-                &sub,
-                if status == EviStatus::PENDING {
-                    EviStatus::ERROR
-                } else {
-                    status
-                },
-                msg,
-            ),
+            Some(sub) => {
+                let now = crate::clock::unix_now_us();
+                sub.module
+                    .latency
+                    .record(crate::latency::ticket_age_us(delivery, now));
+                record(
+                    &sub,
+                    if status == EviStatus::PENDING {
+                        EviStatus::ERROR
+                    } else {
+                        status
+                    },
+                    msg,
+                )
+            }
             None => log::debug!("delivery status for a subscriber that is gone ({delivery})"),
         }
     }

@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod event;
 mod host;
 mod host_api;
+pub mod latency;
 
 pub mod loader;
 mod members;

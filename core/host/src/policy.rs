@@ -339,7 +339,10 @@ mod tests {
         assert!(Allow::parse("bad_name!").is_err());
         assert_eq!(
             Allow::parse("[::1]").ok(),
-            Some(Allow::Net("::1".parse().unwrap_or(IpAddr::V4(0.into())), 128))
+            Some(Allow::Net(
+                "::1".parse().unwrap_or(IpAddr::V4(0.into())),
+                128
+            ))
         );
     }
 }

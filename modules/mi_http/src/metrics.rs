@@ -77,11 +77,40 @@ pub fn render(mi: &dyn Fn(&[u8]) -> Option<Vec<u8>>) -> Reply {
         });
         out.push_str(&format!("{name}{label} {}\n", value.as_u64().unwrap_or(0)));
     }
+    if let Some(latency) = call(mi, "delivery_latency", Value::Array(vec![])) {
+        histograms(&latency, &mut out);
+    }
     Reply {
         status: 200,
         content_type: Some("text/plain; version=0.0.4"),
         allow: None,
         body: out.into_bytes(),
+    }
+}
+
+/// `evid_delivery_latency_seconds`, one histogram per module, from MI `delivery_latency`.
+fn histograms(latency: &Map<String, Value>, out: &mut String) {
+    const NAME: &str = "evid_delivery_latency_seconds";
+    let Some(modules) = latency.get("Modules").and_then(Value::as_array) else {
+        return;
+    };
+    out.push_str(&format!("# TYPE {NAME} histogram\n"));
+    for m in modules {
+        let module = m["name"].as_str().unwrap_or_default();
+        for b in m["buckets"].as_array().into_iter().flatten() {
+            let le = match &b[0] {
+                Value::Number(us) => format!("{}", us.as_f64().unwrap_or(0.0) / 1e6),
+                _ => "+Inf".into(),
+            };
+            let n = b[1].as_u64().unwrap_or(0);
+            out.push_str(&format!(
+                "{NAME}_bucket{{module=\"{module}\",le=\"{le}\"}} {n}\n"
+            ));
+        }
+        let sum = m["sum_us"].as_u64().unwrap_or(0) as f64 / 1e6;
+        let count = m["count"].as_u64().unwrap_or(0);
+        out.push_str(&format!("{NAME}_sum{{module=\"{module}\"}} {sum}\n"));
+        out.push_str(&format!("{NAME}_count{{module=\"{module}\"}} {count}\n"));
     }
 }
 
@@ -93,7 +122,9 @@ mod tests {
     fn statistics_become_prometheus_metrics() {
         let mi = |req: &[u8]| {
             let req = String::from_utf8_lossy(req);
-            let result = if req.contains("list_statistics") {
+            let result = if req.contains("delivery_latency") {
+                r#"{"Modules":[{"name":"event_flatstore","count":3,"sum_us":1500,"buckets":[[10,1],[1000,3],["+Inf",3]]}]}"#
+            } else if req.contains("list_statistics") {
                 r#"{"evi:events_raised":"non-incremental","evi_events:E_X":"incremental","event_flatstore:delivered":"incremental","event_flatstore:queue_len":"non-incremental"}"#
             } else {
                 r#"{"evi:events_raised":5,"evi_events:E_X":5,"event_flatstore:delivered":4,"event_flatstore:queue_len":1}"#
@@ -108,7 +139,13 @@ mod tests {
             "# TYPE evid_events_raised_total counter\nevid_events_raised_total 5\n\
              # TYPE evid_event_raised_total counter\nevid_event_raised_total{event=\"E_X\"} 5\n\
              # TYPE evid_module_delivered_total counter\nevid_module_delivered_total{module=\"event_flatstore\"} 4\n\
-             # TYPE evid_module_queue_len gauge\nevid_module_queue_len{module=\"event_flatstore\"} 1\n"
+             # TYPE evid_module_queue_len gauge\nevid_module_queue_len{module=\"event_flatstore\"} 1\n\
+             # TYPE evid_delivery_latency_seconds histogram\n\
+             evid_delivery_latency_seconds_bucket{module=\"event_flatstore\",le=\"0.00001\"} 1\n\
+             evid_delivery_latency_seconds_bucket{module=\"event_flatstore\",le=\"0.001\"} 3\n\
+             evid_delivery_latency_seconds_bucket{module=\"event_flatstore\",le=\"+Inf\"} 3\n\
+             evid_delivery_latency_seconds_sum{module=\"event_flatstore\"} 0.0015\n\
+             evid_delivery_latency_seconds_count{module=\"event_flatstore\"} 3\n"
         );
     }
 }

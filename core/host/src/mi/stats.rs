@@ -1,6 +1,7 @@
 //! Statistics over MI, in OpenSIPS's shape: `get_statistics`, `list_statistics`,
 //! `reset_statistics` with `group:name` statistics (`all` and `group:` select many), plus
-//! `subscriber_stats` for the per-subscriber counters OpenSIPS does not have.
+//! `subscriber_stats` for the per-subscriber counters OpenSIPS does not have, and
+//! `delivery_latency` (per-module histograms; mi_http's `/metrics` serves them to Prometheus).
 //!
 //! Groups: `evi` (totals), `evi_events` (raises per event), and one per module
 //! (`event_flatstore:delivered`, `...:failed`, `...:dropped`, `...:queue_len`).
@@ -28,6 +29,12 @@ pub(crate) fn register(t: &MiTable) {
         "Zero incremental statistics",
         &[&["statistics"]],
         reset,
+    );
+    t.add_core(
+        "delivery_latency",
+        "Per module: histogram of the time from raise to the transport's outcome (µs buckets)",
+        &[&[]],
+        delivery_latency,
     );
     t.add_core(
         "subscriber_stats",
@@ -208,4 +215,26 @@ fn subscriber_stats(s: &Shared, p: &Map<String, Value>) -> MiResult {
         }
     }
     Ok(json!({ "Subscribers": list }))
+}
+
+/// `{"Modules": [{"name", "count", "sum_us", "buckets": [[le_us, cumulative], ..., ["+Inf", n]]}]}`
+/// for every module that provides a transport.
+fn delivery_latency(s: &Shared, _p: &Map<String, Value>) -> MiResult {
+    let modules = s.modules.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let list: Vec<Value> = modules
+        .iter()
+        .filter(|m| !m.info().transports.is_empty())
+        .map(|m| {
+            let h = m.latency.snapshot();
+            let buckets: Vec<Value> = crate::latency::BOUNDS_US
+                .iter()
+                .map(|b| json!(b))
+                .chain(std::iter::once(json!("+Inf")))
+                .zip(&h.cumulative)
+                .map(|(le, n)| json!([le, n]))
+                .collect();
+            json!({"name": m.name, "count": h.count, "sum_us": h.sum_us, "buckets": buckets})
+        })
+        .collect();
+    Ok(json!({ "Modules": list }))
 }

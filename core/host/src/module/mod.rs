@@ -89,6 +89,8 @@ pub struct Module {
     /// Deliveries its transports reported done, and failed (all subscribers, ever).
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
+    /// Raise-to-outcome time of its deliveries (see `latency.rs`).
+    pub latency: crate::latency::Histogram,
     /// Whether the queue is above `evi_queue_threshold` (see `thresholds.rs`).
     pub(crate) queue_alarm: crate::thresholds::QueueAlarm,
     queue_size: usize,
@@ -144,6 +146,7 @@ impl Module {
             queue_drops: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            latency: Default::default(),
             queue_alarm: Default::default(),
             queue_size,
             api,

@@ -205,13 +205,20 @@ fn raise(
     }
     let t = inst.transport(sub.transport);
     let handle = sub.handle.load(Ordering::Acquire);
-    let delivery = member.as_ref().map_or(sub.id, |m| m.delivery);
+    let delivery = member.as_ref().map_or_else(
+        || crate::latency::ticket(sub.id, event.raised_at_us),
+        |m| m.delivery,
+    );
     err.clear();
     let st = event.with_view(t.flags & EVI_TRANSPORT_JSON != 0, |view| {
         // SAFETY: handle came from this instance's parse and is not freed (checked above).
         unsafe { (t.raise)(inst.ptr, handle, view, delivery, writer(err)) }
     });
     crate::dispatch::record(sub, st, err);
+    if st != EviStatus::PENDING {
+        let took = crate::clock::unix_now_us() - event.raised_at_us;
+        sub.module.latency.record(took.max(0) as u64);
+    }
     if let Some(m) = member {
         if st != EviStatus::PENDING {
             // A synchronous outcome: the async path will never see this delivery.
