@@ -131,7 +131,7 @@ fn through_the_exported_declaration() {
     };
     assert_eq!(
         (text(&t.proto).as_str(), t.flags),
-        ("flatstore", evi_sdk::EXPIRES)
+        ("flatstore", evi_sdk::EXPIRES | evi_sdk::ASYNC)
     );
 
     let (host, raised) = fake_host();
@@ -181,11 +181,17 @@ fn through_the_exported_declaration() {
         raised_at_us: 0,
         depth: 0,
     };
-    let st = unsafe { (t.raise)(inst, sock, &ev, 0, writer(&mut err)) };
-    assert_eq!(st, EviStatus::OK);
+    let st = unsafe { (t.raise)(inst, sock, &ev, 41, writer(&mut err)) };
+    assert_eq!(
+        st,
+        EviStatus::PENDING,
+        "the outcome is known once the line is written"
+    );
+    assert!(raised.statuses().is_empty());
     let flush = d.flush.expect("flush exported");
     unsafe { flush(inst) };
     assert_eq!(dir.read("a.log"), "E_T;7;x y\\nz;\n");
+    assert_eq!(raised.statuses(), [(41, Ok(()))]);
 
     std::fs::rename(&path, dir.path_str("a.log.1")).expect("rename");
     assert_eq!(
@@ -212,8 +218,9 @@ fn through_the_exported_declaration() {
     let miss = mi(inst, "event_flatstore:rotate", &dir.path_str("nope.log"));
     assert_eq!(miss.error, Some((400, "File not found".into())));
 
-    unsafe { (t.raise)(inst, sock, &ev, 0, writer(&mut err)) };
+    unsafe { (t.raise)(inst, sock, &ev, 42, writer(&mut err)) };
     unsafe { (t.free)(inst, sock) };
+    assert_eq!(raised.statuses(), [(41, Ok(())), (42, Ok(()))]);
     unsafe { (d.destroy)(inst) };
     assert_eq!(
         dir.read("a.log"),

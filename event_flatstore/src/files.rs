@@ -3,7 +3,8 @@
 //! Sockets hold a slot index, so `raise` reaches its file without hashing the path. A list of
 //! slots with buffered lines keeps `flush` (called after every batch) from visiting every file.
 
-use crate::outfile::{FileStats, OutFile};
+use crate::outfile::{FileStats, OutFile, Outcomes};
+use evi_sdk::Delivery;
 use std::collections::HashMap;
 
 struct Entry {
@@ -89,7 +90,7 @@ impl Files {
     }
 
     /// Drop one reference; the last one writes what is buffered and closes the file.
-    pub fn release(&mut self, slot: usize) {
+    pub fn release(&mut self, slot: usize, out: &mut Outcomes) {
         let Some(entry) = self.entry_mut(slot) else {
             return;
         };
@@ -97,19 +98,25 @@ impl Files {
         if entry.refs > 0 {
             return;
         }
-        if let Some(entry) = self.slots[slot].take() {
+        if let Some(mut entry) = self.slots[slot].take() {
+            entry.out.close(out);
             self.by_path.remove(&entry.path);
             self.free_slots.push(slot);
-            // Dropping the OutFile flushes and closes it.
         }
     }
 
-    /// Append one line to the file in `slot`.
-    pub fn append(&mut self, slot: usize, format: impl FnOnce(&mut Vec<u8>)) -> Result<(), String> {
+    /// Append one line, delivered as `ticket`, to the file in `slot`.
+    pub fn append(
+        &mut self,
+        slot: usize,
+        ticket: Delivery,
+        format: impl FnOnce(&mut Vec<u8>),
+        out: &mut Outcomes,
+    ) -> Result<(), String> {
         let Some(Some(entry)) = self.slots.get_mut(slot) else {
             return Err("flatstore: the socket's file is closed".into());
         };
-        let result = entry.out.push_line(format);
+        let result = entry.out.push_line(ticket, format, out);
         if !entry.dirty && entry.out.has_pending() {
             entry.dirty = true;
             self.dirty.push(slot);
@@ -117,8 +124,8 @@ impl Files {
         result
     }
 
-    /// Write out every buffer; `force` ignores the retry back-off after a failure.
-    pub fn flush(&mut self, force: bool) {
+    /// Write out every buffer.
+    pub fn flush(&mut self, out: &mut Outcomes) {
         let mut work = std::mem::take(&mut self.scratch);
         work.clear();
         for slot in self.dirty.drain(..) {
@@ -131,7 +138,7 @@ impl Files {
         }
         for &slot in &work {
             if let Some(Some(e)) = self.slots.get_mut(slot) {
-                e.out.flush(force);
+                e.out.flush(out);
                 if e.out.has_pending() {
                     e.dirty = true;
                     self.dirty.push(slot);
@@ -166,10 +173,15 @@ impl Files {
     }
 
     /// Close the file in `slot` and open `name` in its place; returns the previous name.
-    pub fn reopen(&mut self, slot: usize, name: String) -> Result<String, String> {
+    pub fn reopen(
+        &mut self,
+        slot: usize,
+        name: String,
+        out: &mut Outcomes,
+    ) -> Result<String, String> {
         let mode = self.mode;
         let entry = self.entry_mut(slot).ok_or("flatstore: file is not open")?;
-        entry.out.reopen(name, mode)
+        entry.out.reopen(name, mode, out)
     }
 
     fn entry(&self, slot: usize) -> Option<&Entry> {

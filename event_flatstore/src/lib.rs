@@ -44,7 +44,9 @@ impl EventFlatstore {
     /// reopened (they keep writing to their current file).
     pub fn reopen_all(&mut self, reason: &str) -> Result<(), String> {
         let mut failed = Vec::new();
-        for result in self.store.reopen_all() {
+        let results = self.store.reopen_all();
+        self.report();
+        for result in results {
             match result {
                 Ok(rotation) => self.announce(&rotation, reason),
                 Err(e) => failed.push(e),
@@ -60,6 +62,25 @@ impl EventFlatstore {
     /// The transport logic (counters, open files).
     pub fn store(&self) -> &Flatstore {
         &self.store
+    }
+
+    /// Report every line whose write decided its outcome: written = delivered, else failed.
+    fn report(&mut self) {
+        let out = self.store.outcomes();
+        if out.is_empty() {
+            return;
+        }
+        for &d in &out.written {
+            self.host.delivery_status(d, Ok(()));
+        }
+        for &(d, why) in &out.failed {
+            let why = out
+                .reasons
+                .get(why)
+                .map_or("flatstore: write failed", String::as_str);
+            self.host.delivery_status(d, Err(why));
+        }
+        out.clear();
     }
 
     fn announce(&self, r: &Rotation, reason: &str) {
@@ -80,7 +101,9 @@ impl EventFlatstore {
 
     fn mi_rotate(&mut self, params: &MiParams) -> MiResult {
         let path = params.str("path_to_file")?;
-        match self.store.rotate(&path) {
+        let rotated = self.store.rotate(&path);
+        self.report();
+        match rotated {
             Ok(rotation) => {
                 self.announce(&rotation, "mi");
                 evi_sdk::mi_ok()
@@ -102,11 +125,13 @@ impl Module for EventFlatstore {
     }
 
     fn destroy(&mut self) {
-        self.store.flush_all();
+        self.store.flush();
+        self.report();
     }
 
     fn flush(&mut self) {
         self.store.flush();
+        self.report();
     }
 
     fn mi_command(&mut self, name: &str, params: &MiParams) -> MiResult {
@@ -140,13 +165,18 @@ impl Transport for EventFlatstore {
         &mut self,
         socket: &mut Socket,
         event: &Event<'_>,
-        _: Delivery,
+        delivery: Delivery,
     ) -> Result<Raised, String> {
-        self.store.raise(socket, event).map(|()| Raised::Done)
+        // A line's outcome is known once it is written (after this batch, or now if the buffer
+        // reached the write threshold): report what is decided, and answer Pending for this one.
+        let taken = self.store.raise(socket, event, delivery);
+        self.report();
+        taken.map(|()| Raised::Pending)
     }
 
     fn free(&mut self, socket: &mut Socket) {
         self.store.free(socket);
+        self.report();
     }
 }
 
@@ -177,5 +207,5 @@ export_module! {
         "event_flatstore:reopen" [[]]
             "Reopen every file (after logrotate); evid runs it on SIGHUP",
     ],
-    transports: ["flatstore" (evi_sdk::EXPIRES)],
+    transports: ["flatstore" (evi_sdk::EXPIRES | evi_sdk::ASYNC)],
 }

@@ -6,10 +6,10 @@
 use crate::config::Config;
 use crate::files::Files;
 use crate::line::LineFormat;
-use crate::outfile::FileStats;
+use crate::outfile::{FileStats, Outcomes};
 use crate::suffix::{now_secs, Suffix};
 use crate::uri;
-use evi_sdk::{Event, Params};
+use evi_sdk::{Delivery, Event, Params};
 
 /// A `flatstore:` subscriber: the path as given and its shared open file.
 #[derive(Debug)]
@@ -53,6 +53,8 @@ pub struct Flatstore {
     format: LineFormat,
     suffix: Option<Suffix>,
     files: Files,
+    /// Lines whose outcome is known and not yet reported (see [`Flatstore::outcomes`]).
+    outcomes: Outcomes,
 }
 
 impl Flatstore {
@@ -66,6 +68,7 @@ impl Flatstore {
             format: c.format,
             suffix: c.suffix,
             files: Files::new(c.max_open, c.mode),
+            outcomes: Outcomes::default(),
         }
     }
 
@@ -107,25 +110,36 @@ impl Flatstore {
     /// Release the socket's reference; the file closes with its last socket.
     pub fn free(&mut self, socket: &mut Socket) {
         if let Some(slot) = socket.slot.take() {
-            self.files.release(slot);
+            self.files.release(slot, &mut self.outcomes);
         }
     }
 
-    /// Buffer one record for the socket's file (written at the next flush).
-    pub fn raise(&mut self, socket: &Socket, event: &Event<'_>) -> Result<(), String> {
+    /// Buffer one record for the socket's file (written at the next flush); its outcome goes
+    /// to [`Flatstore::outcomes`] once the write decides it.
+    pub fn raise(
+        &mut self,
+        socket: &Socket,
+        event: &Event<'_>,
+        ticket: Delivery,
+    ) -> Result<(), String> {
         let slot = socket.slot.ok_or("flatstore: socket already freed")?;
         let format = &self.format;
-        self.files.append(slot, |buf| format.append(event, buf))
+        self.files.append(
+            slot,
+            ticket,
+            |buf| format.append(event, buf),
+            &mut self.outcomes,
+        )
     }
 
     /// Write buffered lines out (after each batch of raises).
     pub fn flush(&mut self) {
-        self.files.flush(false);
+        self.files.flush(&mut self.outcomes);
     }
 
-    /// Write everything out now, retrying failed files at once (destroy).
-    pub fn flush_all(&mut self) {
-        self.files.flush(true);
+    /// Outcomes decided since the last call: the module reports each one once, then clears.
+    pub fn outcomes(&mut self) -> &mut Outcomes {
+        &mut self.outcomes
     }
 
     /// Flush, close and reopen the file subscribed as `path`, re-evaluating the suffix.
@@ -153,7 +167,7 @@ impl Flatstore {
         let timestamp = now_secs();
         let name = self.file_name(&path, timestamp);
         uri::check_target(&name)?;
-        let old_filename = self.files.reopen(slot, name.clone())?;
+        let old_filename = self.files.reopen(slot, name.clone(), &mut self.outcomes)?;
         Ok(Rotation {
             path,
             old_filename,
@@ -193,7 +207,7 @@ mod tests {
     }
 
     fn raise(fs: &mut Flatstore, s: &Socket, ev: &TestEvent) {
-        ev.with(|e| fs.raise(s, e)).expect("raise");
+        ev.with(|e| fs.raise(s, e, Delivery(0))).expect("raise");
     }
 
     fn ev(v: &str) -> TestEvent {
@@ -212,7 +226,7 @@ mod tests {
         fs.flush();
         assert_eq!(dir.read("a.log"), "E,1\nE,2\nE,3\n");
         raise(&mut fs, &s, &ev("4"));
-        fs.flush_all();
+        fs.flush();
         assert_eq!(dir.read("a.log"), "E,1\nE,2\nE,3\nE,4\n");
     }
 
@@ -231,7 +245,7 @@ mod tests {
         fs.free(&mut a);
         assert_eq!(fs.open_files(), 1);
         raise(&mut fs, &b, &ev("d"));
-        assert!(a.path() == path && ev("x").with(|e| fs.raise(&a, e)).is_err());
+        assert!(a.path() == path && ev("x").with(|e| fs.raise(&a, e, Delivery(0))).is_err());
         fs.free(&mut a); // a second free is harmless
         fs.free(&mut b);
         assert_eq!(fs.open_files(), 0);
@@ -416,13 +430,13 @@ mod tests {
         let start = std::time::Instant::now();
         ev.with(|e| {
             for i in 0..n {
-                let _ = fs.raise(&s, e);
+                let _ = fs.raise(&s, e, Delivery(0));
                 if i % 256 == 255 {
                     fs.flush(); // the host flushes after each batch
                 }
             }
         });
-        fs.flush_all();
+        fs.flush();
         let secs = start.elapsed().as_secs_f64();
         let bytes = std::fs::metadata(dir.path_str("bench.log")).map_or(0, |m| m.len());
         eprintln!(

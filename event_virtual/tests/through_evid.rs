@@ -142,6 +142,63 @@ fn round_robin_with_a_missing_unix_socket_sends_everything_to_the_live_one() {
     assert_eq!(member(&d, 1, "failed"), 0, "{}", stats(&d));
 }
 
+/// /dev/full takes the open but fails every write (ENOSPC): a flatstore file on a full disk.
+/// flatstore reports each line's outcome once its write decides it, so round-robin learns that
+/// the member failed and sends the event to the other file.
+#[test]
+fn round_robin_over_two_flatstore_files_with_one_unwritable_adds_up() {
+    let d = start(
+        "",
+        "virtual:ROUND-ROBIN flatstore:/dev/full flatstore:{dir}/rr.log",
+    );
+    let n = 300;
+    for i in 0..n {
+        raise(&d, i);
+    }
+    common::wait_settled(&d, n as u64);
+    let file = d.dir.join("rr.log");
+    let all: Vec<i64> = (0..n).collect();
+    assert!(
+        wait_for(T, || {
+            let mut got = ids_in_file(&file);
+            got.sort();
+            got == all
+        }),
+        "{:?}\n{}",
+        ids_in_file(&file).len(),
+        stats(&d)
+    );
+    assert_eq!(group(&d, "delivered"), n as u64, "{}", stats(&d));
+    assert_eq!(group(&d, "failed"), 0, "{}", stats(&d));
+    // What the full disk refused is counted against it, never lost.
+    assert!(member(&d, 0, "failed") >= 1, "{}", stats(&d));
+    assert_eq!(member(&d, 0, "delivered"), 0, "{}", stats(&d));
+    assert_eq!(member(&d, 1, "delivered"), n as u64, "{}", stats(&d));
+}
+
+/// FAILOVER from a file on a full disk to a good one: every event ends up in the good file, in
+/// raise order.
+#[test]
+fn failover_from_a_full_disk_to_another_file_keeps_every_event_in_order() {
+    let d = start(
+        "",
+        "virtual:FAILOVER flatstore:/dev/full flatstore:{dir}/fo.log",
+    );
+    let n = 300;
+    for i in 0..n {
+        raise(&d, i);
+    }
+    common::wait_settled(&d, n as u64);
+    let file = d.dir.join("fo.log");
+    assert!(
+        wait_for(T, || ids_in_file(&file).len() == n as usize),
+        "{}",
+        stats(&d)
+    );
+    assert_eq!(ids_in_file(&file), (0..n).collect::<Vec<_>>());
+    assert_eq!(group(&d, "delivered"), n as u64, "{}", stats(&d));
+}
+
 #[test]
 fn parallel_members_all_get_every_event_even_with_one_failing() {
     let rx = UdpReceiver::new();

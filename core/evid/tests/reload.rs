@@ -82,7 +82,9 @@ fn reloads_under_load_lose_nothing_and_leak_nothing() {
         "threads {threads0} -> {}",
         count(&tasks)
     );
-    assert!(maps(pid) <= maps0 + 20, "mappings {maps0} -> {}", maps(pid));
+    // A library left mapped costs 4+ mappings per reload (400+ here); the allocator may add a
+    // few dozen heap segments under a busy machine.
+    assert!(maps(pid) <= maps0 + 50, "mappings {maps0} -> {}", maps(pid));
     assert!(!d.log().contains("still mapped"), "{}", d.log());
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
