@@ -1,17 +1,21 @@
 //! One broker: the state shared between the module thread (which only enqueues) and the broker's
 //! task on the module's runtime (which connects, publishes and collects confirms).
 
-use crate::buffer::{Buffer, Limits, Message};
+use crate::buffer::{Buffer, Dropped, Limits, Message};
 use crate::uri::BrokerKey;
 use evi_sdk::json::{json, Value};
 use evi_sdk::Delivery;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Notify;
+use std::task::Waker;
+use std::time::{Duration, Instant};
 
 /// Where delivery outcomes go: the host's `delivery_status`, or a recorder in unit tests.
 /// Called exactly once per accepted event, from the module thread or the runtime thread.
 pub type Sink = Arc<dyn Fn(Delivery, Result<(), &str>) + Send + Sync>;
+
+/// At most one "buffer full" line per this interval (pub for the unit tests): during an outage every raise drops one.
+pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Counters, all monotonic except `connected`.
 #[derive(Default)]
@@ -28,20 +32,54 @@ pub struct Counters {
     pub connect_failures: AtomicU64,
 }
 
+/// Rate limit of the "buffer full" line: drops not logged yet, and when the last line was
+/// written.
+#[derive(Default)]
+pub struct DropLog {
+    pending: u64,
+    since: Option<Instant>,
+}
+
+impl DropLog {
+    /// Count `n` more drops.
+    pub fn add(&mut self, n: u64) {
+        self.pending += n;
+    }
+
+    /// The line due at `now`, if any: how many were dropped and since when (`None` for the
+    /// first line). At most one per [`DROP_LOG_INTERVAL`].
+    pub fn due(&mut self, now: Instant) -> Option<(u64, Option<Duration>)> {
+        if self.pending == 0 {
+            return None;
+        }
+        let since = self.since.map(|t| now.saturating_duration_since(t));
+        if since.is_some_and(|d| d < DROP_LOG_INTERVAL) {
+            return None;
+        }
+        self.since = Some(now);
+        Some((std::mem::take(&mut self.pending), since))
+    }
+}
+
 pub struct Broker {
     pub key: BrokerKey,
     buffer: Mutex<Buffer>,
-    /// Wakes the task: new event, stop, retire, or a broken channel.
-    pub wake: Notify,
+    /// The task's waker while it is parked; whoever has news for it takes and wakes it.
+    waiter: Mutex<Option<Waker>>,
+    /// The task is parked waiting for new events (not only for confirms, a timer or a
+    /// reconnect): only then does a raise wake it, so raises while the broker is down, blocked
+    /// or busy cost no cross-thread wake-up.
+    wants_events: AtomicBool,
     pub counters: Counters,
     pub connected: AtomicBool,
-    /// A confirm failed with a connection error: reconnect.
-    pub broken: AtomicBool,
+    /// The broker has blocked the connection (resource alarm): publishes wait in lapin.
+    pub blocked: AtomicBool,
     /// No socket uses this broker any more: finish the buffer, then close.
     pub retired: AtomicBool,
     /// The module is stopping: drain until the deadline, then fail the rest.
     pub stopping: AtomicBool,
     last_error: Mutex<String>,
+    drop_log: Mutex<DropLog>,
     sink: Sink,
 }
 
@@ -50,13 +88,15 @@ impl Broker {
         Broker {
             key,
             buffer: Mutex::new(Buffer::new(limits)),
-            wake: Notify::new(),
+            waiter: Mutex::new(None),
+            wants_events: AtomicBool::new(false),
             counters: Counters::default(),
             connected: AtomicBool::new(false),
-            broken: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             last_error: Mutex::new(String::new()),
+            drop_log: Mutex::new(DropLog::default()),
             sink,
         }
     }
@@ -72,19 +112,15 @@ impl Broker {
         match pushed {
             Ok(dropped) => {
                 if !dropped.is_empty() {
-                    self.counters
-                        .dropped
-                        .fetch_add(dropped.len() as u64, Ordering::Relaxed);
-                    log::warn!(
-                        "rabbitmq {}: buffer full, dropped the {} oldest event(s)",
-                        self.key.label(),
-                        dropped.len()
-                    );
+                    self.dropped(dropped);
                 }
-                for old in dropped {
-                    (self.sink)(old.delivery, Err("dropped: rabbitmq buffer full"));
+                // Relaxed first: the common case (task busy or waiting on the broker) stays a
+                // plain load. The buffer's mutex orders this after the task's own store.
+                if self.wants_events.load(Ordering::Relaxed)
+                    && self.wants_events.swap(false, Ordering::AcqRel)
+                {
+                    self.wake_task();
                 }
-                self.wake.notify_one();
                 Ok(())
             }
             Err(m) => Err(format!(
@@ -92,6 +128,67 @@ impl Broker {
                 m.body.len()
             )),
         }
+    }
+
+    fn dropped(&self, dropped: Dropped) {
+        let n = dropped.len() as u64;
+        self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+        let line = {
+            let mut log = self.drop_log.lock().unwrap_or_else(|p| p.into_inner());
+            log.add(n);
+            log.due(Instant::now())
+        };
+        self.write_drop_line(line);
+        for old in dropped {
+            (self.sink)(old.delivery, Err("dropped: rabbitmq buffer full"));
+        }
+    }
+
+    /// Log the drops not logged yet, if the last line is old enough. The task calls this
+    /// periodically, so the last drops of a burst are logged too.
+    pub fn log_drops(&self) {
+        let line = self
+            .drop_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .due(Instant::now());
+        self.write_drop_line(line);
+    }
+
+    fn write_drop_line(&self, line: Option<(u64, Option<Duration>)>) {
+        let Some((n, since)) = line else {
+            return;
+        };
+        let during = since
+            .map(|d| format!(" in the last {} ms", d.as_millis()))
+            .unwrap_or_default();
+        log::warn!(
+            "rabbitmq {}: buffer full, dropped the {n} oldest event(s){during}",
+            self.key.label()
+        );
+    }
+
+    /// Wake the task if it is parked.
+    pub fn wake_task(&self) {
+        let w = self.waiter.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// Park the task (before it returns `Pending`): `stop`, `retire` and, when `want_events`,
+    /// the next raise will wake `waker`. Returns whether unsent events are already waiting
+    /// (then the task must not sleep: their raise may have come before the flag was set).
+    pub fn park(&self, waker: &Waker, want_events: bool) -> bool {
+        {
+            let mut w = self.waiter.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *w {
+                Some(old) => old.clone_from(waker),
+                None => *w = Some(waker.clone()),
+            }
+        }
+        self.wants_events.store(want_events, Ordering::Release);
+        want_events && self.buffer().unsent() > 0
     }
 
     /// Report the outcome of a message that has left the buffer.
@@ -125,13 +222,13 @@ impl Broker {
     /// Ask the task to stop (module `destroy`).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.wake_task();
     }
 
     /// No socket uses this broker any more.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.wake_task();
     }
 
     /// The MI view (`event_rabbitmq:status`).
@@ -145,6 +242,7 @@ impl Broker {
         json!({
             "broker": self.key.label(),
             "connected": self.connected.load(Ordering::Relaxed),
+            "blocked": self.blocked.load(Ordering::Relaxed),
             "buffered": buffered,
             "in_flight": in_flight,
             "buffered_bytes": bytes,

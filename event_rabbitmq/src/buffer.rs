@@ -36,6 +36,42 @@ pub struct Limits {
     pub bytes: usize,
 }
 
+/// The events one push dropped. A full buffer drops on every raise while the broker is down, and
+/// almost always exactly one event (several only when a large body needs the bytes of several
+/// small ones), so the first is held inline and only a second one allocates.
+#[derive(Debug, Default)]
+pub struct Dropped {
+    first: Option<Message>,
+    more: Vec<Message>,
+}
+
+impl Dropped {
+    fn push(&mut self, m: Message) {
+        if self.first.is_none() {
+            self.first = Some(m);
+        } else {
+            self.more.push(m);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+}
+
+impl IntoIterator for Dropped {
+    type Item = Message;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Message>, std::vec::IntoIter<Message>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.more)
+    }
+}
+
 #[derive(Debug)]
 pub struct Buffer {
     limits: Limits,
@@ -58,11 +94,11 @@ impl Buffer {
 
     /// Accept `m`, dropping the oldest events to make room; returns the dropped ones (each must
     /// get a failed delivery status). `Err` when `m` alone exceeds the byte limit.
-    pub fn push(&mut self, m: Message) -> Result<Vec<Message>, Message> {
+    pub fn push(&mut self, m: Message) -> Result<Dropped, Message> {
         if m.body.len() > self.limits.bytes {
             return Err(m);
         }
-        let mut dropped = Vec::new();
+        let mut dropped = Dropped::default();
         while self.len() >= self.limits.events || self.bytes + m.body.len() > self.limits.bytes {
             match self.pop_oldest() {
                 Some(old) => dropped.push(old),
@@ -136,6 +172,11 @@ impl Buffer {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Events waiting for their first (or next) send.
+    pub fn unsent(&self) -> usize {
+        self.unsent.len()
     }
 
     pub fn in_flight(&self) -> usize {

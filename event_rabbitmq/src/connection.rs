@@ -1,30 +1,24 @@
-//! The broker task: connect, publish with confirms, reconnect with capped exponential backoff.
-//! Runs on the module's runtime; the module thread only enqueues (see [`crate::broker`]).
+//! The broker task: connect, publish with confirms ([`crate::session`]), reconnect with capped
+//! exponential backoff. Runs on the module's runtime; the module thread only enqueues (see
+//! [`crate::broker`]).
 
 use crate::broker::Broker;
-use crate::buffer::Message;
 use crate::config::Config;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
+use crate::session::{self, End};
+use lapin::options::ConfirmSelectOptions;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use std::future::Future;
+use lapin::{Channel, Connection, ConnectionProperties};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::time::{timeout, Instant};
+use tokio::time::{sleep, timeout, Instant};
 
-/// How often an idle task looks at its connection (lapin reports a dead one through its status).
-const IDLE_CHECK: Duration = Duration::from_millis(200);
 /// Bound on closing a connection and joining lapin's I/O thread.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a connected session ended.
-enum End {
-    Broken,
-    Done,
-}
 
 /// Drive one broker until it is retired and empty, or the module stops.
 pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
@@ -50,8 +44,9 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
                 broker.clear_error();
                 broker.connected.store(true, Ordering::Release);
                 log::info!("rabbitmq {}: connected", broker.key.label());
-                let end = publish(&broker, &conn, &channel, &cfg, &mut deadline).await;
+                let end = session::run(&broker, &conn, &channel, &cfg, &mut deadline).await;
                 broker.connected.store(false, Ordering::Release);
+                broker.blocked.store(false, Ordering::Release);
                 let again = broker.buffer().requeue();
                 broker
                     .counters
@@ -64,6 +59,7 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
             }
         }
     }
+    broker.log_drops();
     let left = broker.buffer().drain();
     if !left.is_empty() {
         log::warn!(
@@ -79,7 +75,7 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
 
 /// Whether the task should end now: retired with nothing left, or stopping past the drain
 /// deadline (or with nothing left).
-fn finished(b: &Broker, deadline: &mut Option<Instant>, cfg: &Config) -> bool {
+pub fn finished(b: &Broker, deadline: &mut Option<Instant>, cfg: &Config) -> bool {
     let empty = b.buffer().is_empty();
     if b.stopping.load(Ordering::Acquire) {
         let d = *deadline.get_or_insert_with(|| Instant::now() + cfg.drain_timeout);
@@ -88,12 +84,24 @@ fn finished(b: &Broker, deadline: &mut Option<Instant>, cfg: &Config) -> bool {
     b.retired.load(Ordering::Acquire) && empty
 }
 
-/// Sleep for the backoff, waking early only to stop.
+/// Sleep for the backoff, waking early only to stop. Raises do not wake it: while the broker is
+/// down an event costs its enqueue and nothing more.
 async fn pause(b: &Broker, backoff: Duration, deadline: &mut Option<Instant>, cfg: &Config) {
-    let until = Instant::now() + backoff;
-    while Instant::now() < until && !finished(b, deadline, cfg) {
-        let _ = timeout(until - Instant::now(), b.wake.notified()).await;
-    }
+    let mut nap = pin!(sleep(backoff));
+    poll_fn(|cx| {
+        if nap.as_mut().poll(cx).is_ready() || finished(b, deadline, cfg) {
+            return Poll::Ready(());
+        }
+        b.park(cx.waker(), false);
+        // stop() and retire() set their flag before waking the parked waker: look again.
+        if finished(b, deadline, cfg) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    b.log_drops();
 }
 
 async fn bounded<T, E: std::fmt::Display>(
@@ -168,112 +176,13 @@ async fn connect(
 /// Close politely, then join lapin's I/O thread (it must be joined while this runtime still
 /// drives its socket, hence `spawn_blocking` rather than a join after the runtime stops).
 async fn close(conn: Connection) {
-    if conn.status().connected() {
+    // A connection the broker blocks cannot send connection.close: do not wait for it.
+    if conn.status().connected() && !conn.status().blocked() {
         let _ = timeout(CLOSE_TIMEOUT, conn.close(200, "evid: closing")).await;
     }
     let join = tokio::task::spawn_blocking(move || conn.run());
     if timeout(CLOSE_TIMEOUT, join).await.is_err() {
         log::warn!("rabbitmq: lapin's I/O thread did not stop within 5 s");
-    }
-}
-
-async fn publish(
-    b: &Arc<Broker>,
-    conn: &Connection,
-    channel: &Channel,
-    cfg: &Config,
-    deadline: &mut Option<Instant>,
-) -> End {
-    loop {
-        if finished(b, deadline, cfg) {
-            return End::Done;
-        }
-        if !conn.status().connected()
-            || !channel.status().connected()
-            || b.broken.swap(false, Ordering::AcqRel)
-        {
-            b.set_error("connection lost");
-            return End::Broken;
-        }
-        let next = b.buffer().next_unsent();
-        let Some((seq, m)) = next else {
-            let _ = timeout(IDLE_CHECK, b.wake.notified()).await;
-            continue;
-        };
-        if m.sends > 1 {
-            log::debug!("rabbitmq {}: sending an event again", b.key.label());
-        }
-        let props = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(if m.target.persistent { 2 } else { 1 });
-        let opts = BasicPublishOptions {
-            mandatory: m.target.mandatory,
-            immediate: false,
-        };
-        let sent = channel
-            .basic_publish(
-                m.target.exchange.as_str(),
-                m.target.routing_key.as_str(),
-                opts,
-                &m.body,
-                props,
-            )
-            .await;
-        match sent {
-            Ok(confirm) => {
-                tokio::spawn(await_confirm(b.clone(), seq, confirm));
-            }
-            Err(e) => {
-                refused_by_broker(b, &e.to_string());
-                b.set_error(&format!("publish: {e}"));
-                return End::Broken;
-            }
-        }
-    }
-}
-
-async fn await_confirm(b: Arc<Broker>, seq: u64, confirm: PublisherConfirm) {
-    match confirm.await {
-        Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
-            if let Some(m) = b.buffer().resolve(seq) {
-                b.report(&m, Ok(()));
-            }
-        }
-        Ok(Confirmation::Ack(Some(ret))) | Ok(Confirmation::Nack(Some(ret))) => {
-            if let Some(m) = b.buffer().resolve(seq) {
-                b.counters.returned.fetch_add(1, Ordering::Relaxed);
-                let why = format!(
-                    "returned by the broker: {} {}",
-                    ret.reply_code,
-                    ret.reply_text.as_str()
-                );
-                b.report(&m, Err(&why));
-            }
-        }
-        Ok(Confirmation::Nack(None)) => {
-            if let Some(m) = b.buffer().resolve(seq) {
-                b.report(&m, Err("nacked by the broker"));
-            }
-        }
-        Err(e) => {
-            // The channel or connection died: the event stays in flight and is sent again after
-            // the reconnect, unless the broker refused it for good (unknown exchange).
-            refused_by_broker(&b, &e.to_string());
-            b.broken.store(true, Ordering::Release);
-            b.wake.notify_one();
-        }
-    }
-}
-
-/// A channel closed with "NOT_FOUND - no exchange 'X' ..." would fail the same way every time:
-/// fail the in-flight events to that exchange instead of resending them forever.
-fn refused_by_broker(b: &Broker, err: &str) {
-    let Some(exchange) = missing_exchange(err) else {
-        return;
-    };
-    let failed: Vec<Message> = b.buffer().take_in_flight(|m| m.target.exchange == exchange);
-    for m in failed {
-        b.report(&m, Err(err));
     }
 }
 

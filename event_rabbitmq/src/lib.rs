@@ -6,7 +6,8 @@
 //! `delivery_status`. See README.md for the socket grammar, params and differences.
 //!
 //! Layout: [`uri`] parses sockets, [`config`] reads modparams, [`buffer`] holds unconfirmed
-//! events, [`broker`] is the state shared with the runtime, [`connection`] is the broker task,
+//! events, [`broker`] is the state shared with the runtime, [`connection`] is the broker task
+//! (connect, reconnect), [`session`] publishes and collects confirms on one connection,
 //! [`runtime`] owns the module's thread; this file declares the module and forwards SDK calls.
 
 pub mod broker;
@@ -14,6 +15,7 @@ pub mod buffer;
 pub mod config;
 pub mod connection;
 pub mod runtime;
+pub mod session;
 pub mod uri;
 
 #[cfg(test)]

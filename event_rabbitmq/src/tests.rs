@@ -1,5 +1,6 @@
 //! Unit tests: socket grammar, params, buffer, README, and the module without a reachable broker.
 
+use crate::broker::{DropLog, DROP_LOG_INTERVAL};
 use crate::buffer::{Buffer, Limits, Message, Target};
 use crate::config::Config;
 use crate::uri::RabbitUri;
@@ -158,8 +159,8 @@ fn msg(n: u64, len: usize) -> Message {
     }
 }
 
-fn ids(v: &[Message]) -> Vec<u64> {
-    v.iter().map(|m| m.delivery.0).collect()
+fn ids(v: impl IntoIterator<Item = Message>) -> Vec<u64> {
+    v.into_iter().map(|m| m.delivery.0).collect()
 }
 
 #[test]
@@ -186,13 +187,38 @@ fn buffer_keeps_order_requeues_and_drops_the_oldest() {
     assert_eq!((again.delivery.0, again.sends), (1, 2));
     // Full: 1 (in flight), 2, 3 → pushing 4 drops 1, the oldest.
     assert!(b.push(msg(3, 10)).expect("fits").is_empty());
-    assert_eq!(ids(&b.push(msg(4, 10)).expect("fits")), [1]);
+    assert_eq!(ids(b.push(msg(4, 10)).expect("fits")), [1]);
     // Bytes: 2, 3, 4 hold 30; a 90-byte event drops only as many as needed.
-    assert_eq!(ids(&b.push(msg(5, 90)).expect("fits")), [2, 3]);
+    assert_eq!(ids(b.push(msg(5, 90)).expect("fits")), [2, 3]);
     assert_eq!((b.len(), b.bytes()), (2, 100));
     assert!(b.push(msg(6, 101)).is_err(), "larger than the whole buffer");
-    assert_eq!(ids(&b.drain()), [4, 5]);
+    assert_eq!(ids(b.drain()), [4, 5]);
     assert_eq!((b.len(), b.bytes()), (0, 0));
+}
+
+#[test]
+fn drop_log_writes_at_most_one_line_per_interval_with_the_count() {
+    let mut log = DropLog::default();
+    let t0 = Instant::now();
+    assert_eq!(log.due(t0), None, "nothing dropped");
+    log.add(1);
+    assert_eq!(
+        log.due(t0),
+        Some((1, None)),
+        "the first drop is logged at once"
+    );
+    for i in 1..=500u64 {
+        log.add(1);
+        assert_eq!(log.due(t0 + Duration::from_millis(i)), None, "rate limited");
+    }
+    log.add(2);
+    let later = t0 + DROP_LOG_INTERVAL;
+    assert_eq!(
+        log.due(later),
+        Some((502, Some(DROP_LOG_INTERVAL))),
+        "then one line with every drop since"
+    );
+    assert_eq!(log.due(later + DROP_LOG_INTERVAL), None, "nothing new");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use evi_testkit::{golden, wait_for, Daemon};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::{rabbitmqctl, Outage, Queue};
+use support::{rabbitmqctl, raise, status, status_json, Outage, Queue};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -19,29 +19,6 @@ fn start(queue_sockets: &[(&str, String)], modparams: &str) -> Daemon {
     Daemon::start(&format!(
         "loadmodule \"event_rabbitmq.so\"\n{modparams}\nstartup_route {{\n{subs}}}"
     ))
-}
-
-fn raise(d: &Daemon, params: Value) {
-    assert_eq!(
-        d.mi("raise_event", params.clone()).ok(),
-        Some(json!("OK")),
-        "{params}"
-    );
-}
-
-/// The sum of one counter over every broker.
-fn status(d: &Daemon, field: &str) -> u64 {
-    let v = d
-        .mi("event_rabbitmq:status", json!([]))
-        .unwrap_or_else(|e| panic!("status: {e}"));
-    v.as_array()
-        .map(|a| a.iter().filter_map(|b| b[field].as_u64()).sum())
-        .unwrap_or(0)
-}
-
-fn status_json(d: &Daemon) -> Value {
-    d.mi("event_rabbitmq:status", json!([]))
-        .unwrap_or_else(|e| panic!("status: {e}"))
 }
 
 #[test]

@@ -1,22 +1,22 @@
 //! The script workers: a bounded queue of (route, event) and threads that run them.
 
+use evi_sdk::queue::{self, Receiver, Sender};
 use evi_sdk::{Host, OwnedEvent};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 type Job = (Arc<str>, OwnedEvent);
 
 pub struct Pool {
-    tx: Option<SyncSender<Job>>,
+    tx: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
     capacity: usize,
 }
 
 impl Pool {
     pub fn start(host: Host, workers: usize, capacity: usize) -> Result<Pool, String> {
-        let (tx, rx) = sync_channel::<Job>(capacity);
-        let rx = Arc::new(Mutex::new(rx));
+        // The queue's memory follows its backlog; every worker takes from it directly.
+        let (tx, rx) = queue::bounded::<Job>(capacity);
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
             let rx = rx.clone();
@@ -38,14 +38,12 @@ impl Pool {
         let Some(tx) = &self.tx else {
             return Err("event_route is stopping".into());
         };
-        match tx.try_send((route.clone(), event)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(format!(
+        tx.try_send((route.clone(), event)).map_err(|_| {
+            format!(
                 "event_route queue full ({} events): event dropped (raise workers or queue_size)",
                 self.capacity
-            )),
-            Err(TrySendError::Disconnected(_)) => Err("event_route workers are gone".into()),
-        }
+            )
+        })
     }
 
     /// Let the workers finish what is queued, then join them.
@@ -59,10 +57,8 @@ impl Pool {
     }
 }
 
-fn work(host: Host, rx: &Mutex<Receiver<Job>>) {
-    loop {
-        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok((route, event)) = job else { return };
+fn work(host: Host, rx: &Receiver<Job>) {
+    while let Some((route, event)) = rx.recv() {
         if let Err(why) = event.with(|ev| host.run_event_route(&route, ev)) {
             log::error!("event_route[{route}] failed for {}: {why}", event.name());
         }

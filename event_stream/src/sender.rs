@@ -9,13 +9,11 @@
 use crate::config::Config;
 use crate::conn::{Conn, Frame};
 use crate::payload;
+use evi_sdk::queue::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use evi_sdk::Delivery;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{
-    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
-};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,7 +50,7 @@ pub struct Stats {
 
 /// A destination's queue, shared by the sockets that resolve to it.
 pub struct Route {
-    tx: SyncSender<Job>,
+    tx: Sender<Job>,
     pub stats: Arc<Stats>,
     pub name: String,
     capacity: usize,
@@ -62,22 +60,18 @@ impl Route {
     /// Queue `job`; never blocks. A full queue drops the event and counts it.
     pub fn send(&self, job: Job) -> Result<(), String> {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                Err(match e {
-                    TrySendError::Full(_) => format!(
-                        "tcp:{}: queue full ({} events waiting), event dropped",
-                        self.name, self.capacity
-                    ),
-                    TrySendError::Disconnected(_) => {
-                        format!("tcp:{}: sender stopped, event dropped", self.name)
-                    }
-                })
+        self.tx.try_send(job).map_err(|_| {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if self.tx.len() >= self.capacity {
+                format!(
+                    "tcp:{}: queue full ({} events waiting), event dropped",
+                    self.name, self.capacity
+                )
+            } else {
+                format!("tcp:{}: sender stopped, event dropped", self.name)
             }
-        }
+        })
     }
 }
 
@@ -114,7 +108,7 @@ impl Senders {
         if let Some(e) = self.routes.get(&addr) {
             return Ok(e.route.clone());
         }
-        let (tx, rx) = sync_channel(self.cfg.queue_size);
+        let (tx, rx) = evi_sdk::queue::bounded(self.cfg.queue_size);
         let route = Arc::new(Route {
             tx,
             stats: Arc::new(Stats::default()),

@@ -5,7 +5,6 @@
 //! Messages are persistent: a broker restart drops transient messages already queued.
 
 mod common;
-#[allow(dead_code)]
 #[path = "../../event_rabbitmq/tests/support/mod.rs"]
 mod support;
 

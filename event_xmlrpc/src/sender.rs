@@ -8,11 +8,11 @@
 use crate::config::Config;
 use crate::http::{self, Conn, HttpError};
 use crate::uri::Dest;
+use evi_sdk::queue::{Receiver, Sender};
 use evi_sdk::Delivery;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,7 +40,7 @@ pub struct Stats {
 
 /// A destination's queue, shared by the sockets that name it.
 pub struct Route {
-    tx: SyncSender<Job>,
+    tx: Sender<Job>,
     pub stats: Arc<Stats>,
     /// `host:port`, for messages.
     pub name: String,
@@ -51,22 +51,18 @@ impl Route {
     /// Queue `job`; never blocks. A full queue drops the event and counts it.
     pub fn send(&self, job: Job) -> Result<(), String> {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                Err(match e {
-                    TrySendError::Full(_) => format!(
-                        "xmlrpc:{}: queue full ({} events waiting), event dropped",
-                        self.name, self.capacity
-                    ),
-                    TrySendError::Disconnected(_) => {
-                        format!("xmlrpc:{}: sender stopped, event dropped", self.name)
-                    }
-                })
+        self.tx.try_send(job).map_err(|_| {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if self.tx.len() >= self.capacity {
+                format!(
+                    "xmlrpc:{}: queue full ({} events waiting), event dropped",
+                    self.name, self.capacity
+                )
+            } else {
+                format!("xmlrpc:{}: sender stopped, event dropped", self.name)
             }
-        }
+        })
     }
 }
 
@@ -109,7 +105,7 @@ impl Senders {
         if let Some(e) = self.routes.get(&key) {
             return Ok(e.route.clone());
         }
-        let (tx, rx) = sync_channel(self.cfg.queue_size);
+        let (tx, rx) = evi_sdk::queue::bounded(self.cfg.queue_size);
         let route = Arc::new(Route {
             tx,
             stats: Arc::new(Stats::default()),
@@ -211,7 +207,7 @@ impl Worker {
     fn run(mut self, rx: Receiver<Job>) {
         // Once stopping, a server that failed is not tried again for the rest of the queue.
         let mut dead_at_stop: Option<String> = None;
-        while let Ok(job) = rx.recv() {
+        while let Some(job) = rx.recv() {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             let result = match &dead_at_stop {
                 Some(why) => Err(format!("not sent at shutdown: {why}")),

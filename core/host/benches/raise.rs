@@ -174,6 +174,7 @@ fn main() {
         }
         if paced && (only.is_empty() || only == "rabbitmq") {
             bench_rabbitmq(n, k);
+            bench_rabbitmq_down(n, k);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -329,6 +330,71 @@ fn bench_rabbitmq(n: usize, k: usize) {
     assert!(
         delivered == n as u64 && failed == 0 && dropped == 0,
         "rabbitmq: not every event was confirmed: {c} of {n}"
+    );
+}
+
+/// The dead path: the same raises with the broker down (127.0.0.1:1 refuses at once) and a small
+/// buffer, full after its first 1000 events, so every later raise drops the oldest event. The
+/// clock stops when the module has taken every event: what an outage costs the raiser (latency)
+/// and the module thread (events/s). Every dropped event must be reported failed.
+fn bench_rabbitmq_down(n: usize, k: usize) {
+    const HELD: usize = 1000;
+    let host = Host::new(evi_host::DEFAULT_QUEUE_SIZE);
+    let path = build_dir().join("libevent_rabbitmq.so");
+    let lib = Library::open(&path)
+        .unwrap_or_else(|e| panic!("{e} (run scripts/bench, which builds the modules)"));
+    let params = [
+        ("buffer_events".to_string(), ModparamValue::Int(HELD as i64)),
+        ("drain_timeout".to_string(), ModparamValue::Int(0)),
+    ];
+    host.start_module(lib, &params)
+        .unwrap_or_else(|e| panic!("{e}"));
+    host.publish("E_BENCH").unwrap_or_else(|e| panic!("{e}"));
+    host.subscribe("E_BENCH", "rabbitmq:127.0.0.1:1/evid-bench-down", None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let module = host
+        .modules()
+        .into_iter()
+        .last()
+        .unwrap_or_else(|| panic!("no module"));
+    let high = module.queue_capacity() * 3 / 4;
+    let id = host
+        .registry()
+        .lookup("E_BENCH")
+        .unwrap_or_else(|| panic!("E_BENCH not published"));
+    let names: Vec<String> = (0..k).map(|i| format!("p{i}")).collect();
+    let mut lat = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let params: Vec<ParamRef<'_>> = names
+            .iter()
+            .map(|name| ParamRef::named(name, ValueRef::Int(i as i64)))
+            .collect();
+        if i % 64 == 0 && module.queue_len() > high {
+            while module.queue_len() > high / 3 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        let s = Instant::now();
+        let _ = host.raise_id(id, &params);
+        lat.push(s.elapsed().as_nanos().min(u32::MAX as u128) as u32);
+    }
+    host.wait_idle(Duration::from_secs(120));
+    let mut r = Report {
+        name: "rabbitmq, broker down".into(),
+        n,
+        elapsed: t0.elapsed(),
+        lat,
+    };
+    let (_, failed, _) = stats(&host);
+    host.shutdown();
+    r.print(&format!(
+        "failed {failed} (dropped by the full buffer of {HELD})"
+    ));
+    assert!(
+        failed as usize >= n.saturating_sub(HELD),
+        "rabbitmq down: {failed} drops reported of {}",
+        n.saturating_sub(HELD)
     );
 }
 

@@ -144,6 +144,9 @@ mod value;
 pub mod worker;
 
 pub use evi_abi as abi;
+/// Bounded queues whose memory follows their backlog (what [`worker::Worker`] uses); for a
+/// module's own thread pools.
+pub use evi_queue as queue;
 pub use host::{Host, MemberSocket};
 /// The `log` facade: `log::info!` in module code goes to the daemon's log, with the module name.
 pub use log;

@@ -49,7 +49,7 @@
 //! [`Host`]: crate::Host
 //! [`Module::destroy`]: crate::Module::destroy
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use evi_queue::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 /// the thread finish what is queued, and joins it.
 pub struct Worker<M: Send + 'static> {
     name: String,
-    tx: Option<SyncSender<M>>,
+    tx: Option<Sender<M>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -84,7 +84,7 @@ pub enum Recv<M> {
 impl<M> Inbox<M> {
     /// Wait for the next message; `None` when stopped and drained.
     pub fn recv(&self) -> Option<M> {
-        self.rx.recv().ok()
+        self.rx.recv()
     }
 
     /// Wait at most `timeout` for the next message (for bodies that also poll a socket or a
@@ -115,7 +115,8 @@ impl<M: Send + 'static> Worker<M> {
         capacity: usize,
         body: impl FnOnce(Inbox<M>) + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        // Memory follows the backlog: a large capacity costs nothing while the queue is short.
+        let (tx, rx) = evi_queue::bounded(capacity.max(1));
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || body(Inbox { rx }))?;
@@ -130,9 +131,7 @@ impl<M: Send + 'static> Worker<M> {
     /// when the queue is full or the worker has stopped.
     pub fn try_send(&self, msg: M) -> Result<(), M> {
         match &self.tx {
-            Some(tx) => tx.try_send(msg).map_err(|e| match e {
-                TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
-            }),
+            Some(tx) => tx.try_send(msg),
             None => Err(msg),
         }
     }
@@ -141,7 +140,7 @@ impl<M: Send + 'static> Worker<M> {
     /// worker has stopped.
     pub fn send(&self, msg: M) -> Result<(), M> {
         match &self.tx {
-            Some(tx) => tx.send(msg).map_err(|e| e.0),
+            Some(tx) => tx.send(msg),
             None => Err(msg),
         }
     }
@@ -211,6 +210,7 @@ impl<M: Send + 'static> std::fmt::Debug for Worker<M> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
     use std::sync::Arc;
 
     #[test]

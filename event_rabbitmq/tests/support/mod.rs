@@ -1,4 +1,8 @@
-//! The real broker, as the tests see it: a lapin consumer, broker locks, and `rabbitmqctl`.
+//! The real broker, as the tests see it: a lapin consumer, broker locks, `rabbitmqctl`, and the
+//! daemon's MI as these tests use it.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
 
 use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -9,6 +13,37 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use evi_testkit::Daemon;
+use serde_json::{json, Value};
+
+/// Raise an event over MI; the daemon must answer OK.
+pub fn raise(d: &Daemon, params: Value) {
+    assert_eq!(
+        d.mi("raise_event", params.clone()).ok(),
+        Some(json!("OK")),
+        "{params}"
+    );
+}
+
+/// The sum of one `event_rabbitmq:status` counter over every broker; a flag (`connected`,
+/// `blocked`) counts the brokers where it is set.
+pub fn status(d: &Daemon, field: &str) -> u64 {
+    let v = status_json(d);
+    let n = |b: &Value| {
+        b[field]
+            .as_u64()
+            .or_else(|| b[field].as_bool().map(u64::from))
+    };
+    v.as_array()
+        .map(|a| a.iter().filter_map(n).sum())
+        .unwrap_or(0)
+}
+
+pub fn status_json(d: &Daemon) -> Value {
+    d.mi("event_rabbitmq:status", json!([]))
+        .unwrap_or_else(|e| panic!("status: {e}"))
+}
 
 pub const ADDR: &str = "127.0.0.1:5672";
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -87,6 +122,80 @@ impl Drop for Outage {
         let _ = Command::new("rabbitmqctl")
             .args(["await_startup", "--timeout", "120"])
             .status();
+    }
+}
+
+/// The memory alarm, raised: RabbitMQ blocks every connection that publishes. The watermark in
+/// force before is put back on drop, even when the test fails, and the drop waits until the
+/// broker reports no alarm, so the next test finds it unblocked.
+pub struct MemoryAlarm {
+    restore: Vec<String>,
+}
+
+/// RabbitMQ's default watermark, used when the current one cannot be read or is itself 0 (an
+/// earlier run killed before it could restore).
+const DEFAULT_WATERMARK: &str = "0.4";
+
+fn rabbitmqctl_out(args: &[&str]) -> String {
+    Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `set_vm_memory_high_watermark` arguments that restore the current watermark: a fraction
+/// (`0.4`) or `{absolute,BYTES}`.
+fn current_watermark() -> Vec<String> {
+    let v = rabbitmqctl_out(&[
+        "-q",
+        "eval",
+        "vm_memory_monitor:get_vm_memory_high_watermark().",
+    ]);
+    if v.parse::<f64>().is_ok_and(|f| f > 0.0) {
+        return vec![v];
+    }
+    let bytes = v
+        .strip_prefix("{absolute,")
+        .and_then(|r| r.strip_suffix('}'))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .filter(|&n| n > 0);
+    match bytes {
+        Some(n) => vec!["absolute".into(), n.to_string()],
+        None => vec![DEFAULT_WATERMARK.into()],
+    }
+}
+
+/// Whether the broker reports any resource alarm.
+pub fn alarm_active() -> bool {
+    let v = rabbitmqctl_out(&["-q", "eval", "rabbit_alarm:get_alarms()."]);
+    v.contains("resource_limit")
+}
+
+impl MemoryAlarm {
+    pub fn raise() -> MemoryAlarm {
+        let restore = current_watermark();
+        let alarm = MemoryAlarm { restore };
+        rabbitmqctl(&["set_vm_memory_high_watermark", "0"]);
+        assert!(
+            evi_testkit::wait_for(Duration::from_secs(60), alarm_active),
+            "the memory alarm did not go on"
+        );
+        alarm
+    }
+}
+
+impl Drop for MemoryAlarm {
+    fn drop(&mut self) {
+        let mut args = vec!["set_vm_memory_high_watermark"];
+        args.extend(self.restore.iter().map(String::as_str));
+        let _ = Command::new("rabbitmqctl").args(&args).output();
+        if !evi_testkit::wait_for(Duration::from_secs(60), || !alarm_active()) {
+            // Never leave the broker blocking every other test.
+            let _ = Command::new("rabbitmqctl")
+                .args(["set_vm_memory_high_watermark", DEFAULT_WATERMARK])
+                .output();
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::loader::{Library, ModuleInfo};
 use crate::modparam::{self, ModparamValue};
 use crate::registry::Subscriber;
 use arc_swap::ArcSwap;
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,7 +53,7 @@ pub(crate) type Status = (u64, bool, Vec<u8>);
 /// full job queue, so neither of two modules raising to each other can stall the other.
 #[derive(Clone)]
 pub(crate) struct Inbox {
-    pub jobs: Receiver<Job>,
+    pub jobs: evi_queue::Receiver<Job>,
     pub statuses: Receiver<Status>,
 }
 
@@ -80,7 +80,7 @@ pub struct Module {
     path: PathBuf,
     /// The modparams as the config set them; checked again against a reloaded version.
     pub(crate) config_params: Vec<(String, ModparamValue)>,
-    jobs: Sender<Job>,
+    jobs: evi_queue::Sender<Job>,
     rx: Inbox,
     statuses: Sender<Status>,
     life: Mutex<Life>,
@@ -114,7 +114,8 @@ impl Module {
             module: name.clone(),
         });
         let api = Box::new(crate::host_api::table(&*ctx as *const _ as *mut c_void));
-        let (jobs, job_rx) = bounded::<Job>(queue_size);
+        // Memory follows the backlog: an idle module keeps no preallocated slots resident.
+        let (jobs, job_rx) = evi_queue::bounded(queue_size);
         let (statuses, status_rx) = crossbeam_channel::unbounded::<Status>();
         let rx = Inbox {
             jobs: job_rx,
@@ -213,18 +214,13 @@ impl Module {
             // Backpressure for raisers that may wait (script, MI): a bounded wait for room.
             // A module thread never waits: two modules waiting on each other's full queues
             // would stall both.
-            Err(TrySendError::Full(job))
-                if !thread::on_module_thread() && self.raise_wait() > Duration::ZERO =>
-            {
+            Err(job) if !thread::on_module_thread() && self.raise_wait() > Duration::ZERO => {
                 match self.jobs.send_timeout(job, self.raise_wait()) {
                     Ok(()) => return true,
-                    Err(
-                        crossbeam_channel::SendTimeoutError::Timeout(j)
-                        | crossbeam_channel::SendTimeoutError::Disconnected(j),
-                    ) => j,
+                    Err(j) => j,
                 }
             }
-            Err(TrySendError::Full(j) | TrySendError::Disconnected(j)) => j,
+            Err(j) => j,
         };
         match refused {
             Job::Raise { sub, .. } => {
@@ -310,7 +306,7 @@ impl Module {
 
     /// Send `last` to the thread and join it.
     fn end(&self, t: JoinHandle<()>, last: Job) {
-        if self.jobs.send(last).is_err() {
+        if self.jobs.send_always(last).is_err() {
             log::warn!("module {}: its thread was already gone", self.name);
         }
         if t.join().is_err() {

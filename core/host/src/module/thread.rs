@@ -140,7 +140,7 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
             inst.member_status(token, ok, &msg);
         }
     };
-    'outer: while let Ok(mut job) = rx.recv() {
+    'outer: while let Some(mut job) = rx.recv() {
         let mut n = 0;
         // Read once per batch: the slow-delivery threshold (None = not timing).
         let slow = shared.upgrade().and_then(|s| s.delivery_threshold());

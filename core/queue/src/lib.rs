@@ -1,0 +1,274 @@
+//! # evi-queue: a bounded MPSC queue whose memory follows its backlog
+//!
+//! evid bounds every queue (a module's job queue, a transport's worker queue) so that a slow
+//! destination costs counted drops, never unbounded memory. A preallocated bounded channel
+//! (crossbeam's or std's `sync_channel`) allocates and touches every slot up front: 65,536 slots
+//! per queue kept ~27 MB resident in an idle daemon. This is an unbounded (linked blocks)
+//! channel plus a count of queued messages: an idle queue holds one block, a full one its
+//! messages.
+//!
+//! The bound is exact for [`Sender::try_send`] and the waiting sends; [`Sender::send_always`]
+//! may exceed it (control messages that must get through a full queue).
+//!
+//! ```
+//! let (tx, rx) = evi_queue::bounded::<u32>(2);
+//! assert!(tx.try_send(1).is_ok() && tx.try_send(2).is_ok());
+//! assert_eq!(tx.try_send(3), Err(3));
+//! assert_eq!(rx.recv(), Some(1));
+//! assert!(tx.try_send(3).is_ok());
+//! ```
+
+use crossbeam_channel as cb;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub use cb::{RecvTimeoutError, TryRecvError};
+
+struct Count {
+    queued: AtomicUsize,
+    /// Senders waiting for room; the receiver wakes them when it takes a message.
+    waiting: AtomicUsize,
+    /// Live receivers: a sender waiting for room gives up when none is left.
+    receivers: AtomicUsize,
+    room: Mutex<()>,
+    freed: Condvar,
+}
+
+/// The sending side. Clone it for more producers.
+pub struct Sender<T> {
+    tx: cb::Sender<T>,
+    count: Arc<Count>,
+    cap: usize,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Sender {
+            tx: self.tx.clone(),
+            count: self.count.clone(),
+            cap: self.cap,
+        }
+    }
+}
+
+/// The receiving side. Clones share the queue (each message goes to one of them).
+pub struct Receiver<T> {
+    rx: cb::Receiver<T>,
+    count: Arc<Count>,
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        self.count.receivers.fetch_add(1, Ordering::SeqCst);
+        Receiver {
+            rx: self.rx.clone(),
+            count: self.count.clone(),
+        }
+    }
+}
+
+/// A queue of at most `cap` messages (at least 1).
+pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    let (tx, rx) = cb::unbounded();
+    let count = Arc::new(Count {
+        queued: AtomicUsize::new(0),
+        waiting: AtomicUsize::new(0),
+        receivers: AtomicUsize::new(1),
+        room: Mutex::new(()),
+        freed: Condvar::new(),
+    });
+    (
+        Sender {
+            tx,
+            count: count.clone(),
+            cap: cap.max(1),
+        },
+        Receiver { rx, count },
+    )
+}
+
+impl<T> Sender<T> {
+    /// Queue `msg` if there is room; `Err` gives it back (full, or every receiver is gone).
+    pub fn try_send(&self, msg: T) -> Result<(), T> {
+        if self.count.queued.fetch_add(1, Ordering::SeqCst) >= self.cap {
+            self.count.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(msg);
+        }
+        self.tx.send(msg).map_err(|e| {
+            self.count.queued.fetch_sub(1, Ordering::SeqCst);
+            e.into_inner()
+        })
+    }
+
+    /// Queue `msg`, waiting up to `limit` for room.
+    pub fn send_timeout(&self, msg: T, limit: Duration) -> Result<(), T> {
+        self.send_until(msg, Some(Instant::now() + limit))
+    }
+
+    /// Queue `msg`, waiting as long as the queue is full; `Err` only if every receiver is gone.
+    pub fn send(&self, msg: T) -> Result<(), T> {
+        self.send_until(msg, None)
+    }
+
+    fn send_until(&self, msg: T, deadline: Option<Instant>) -> Result<(), T> {
+        let mut msg = match self.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(m) => m,
+        };
+        let c = &self.count;
+        c.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut guard = c.room.lock().unwrap_or_else(|p| p.into_inner());
+        let result = loop {
+            // Checked under the lock the receiver takes to notify: no wake-up is missed.
+            msg = match self.try_send(msg) {
+                Ok(()) => break Ok(()),
+                Err(m) => m,
+            };
+            if c.receivers.load(Ordering::SeqCst) == 0 {
+                break Err(msg);
+            }
+            // Bounded waits also let a sender notice that the receivers are gone.
+            let mut wait = Duration::from_millis(100);
+            if let Some(d) = deadline {
+                let now = Instant::now();
+                if now >= d {
+                    break Err(msg);
+                }
+                wait = wait.min(d - now);
+            }
+            guard = c
+                .freed
+                .wait_timeout(guard, wait)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        };
+        drop(guard);
+        c.waiting.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Queue `msg` whatever the count (stop and retire messages must get through a full
+    /// queue). `Err` only if every receiver is gone.
+    pub fn send_always(&self, msg: T) -> Result<(), T> {
+        self.count.queued.fetch_add(1, Ordering::SeqCst);
+        self.tx.send(msg).map_err(|e| {
+            self.count.queued.fetch_sub(1, Ordering::SeqCst);
+            e.into_inner()
+        })
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.count.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The next message, waiting for one; `None` once every sender is gone and the queue is
+    /// empty.
+    pub fn recv(&self) -> Option<T> {
+        let m = self.rx.recv().ok()?;
+        self.taken();
+        Some(m)
+    }
+
+    /// The next message if one is queued.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let m = self.rx.try_recv()?;
+        self.taken();
+        Ok(m)
+    }
+
+    /// The next message, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        let m = self.rx.recv_timeout(timeout)?;
+        self.taken();
+        Ok(m)
+    }
+
+    fn taken(&self) {
+        let c = &self.count;
+        c.queued.fetch_sub(1, Ordering::SeqCst);
+        if c.waiting.load(Ordering::SeqCst) > 0 {
+            let _g = c.room.lock().unwrap_or_else(|p| p.into_inner());
+            c.freed.notify_all();
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let c = &self.count;
+        c.receivers.fetch_sub(1, Ordering::SeqCst);
+        let _g = c.room.lock().unwrap_or_else(|p| p.into_inner());
+        c.freed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_refuses_and_a_receive_makes_room() {
+        let (tx, rx) = bounded(3);
+        for i in 0..3 {
+            assert_eq!(tx.try_send(i), Ok(()));
+        }
+        assert_eq!(tx.try_send(9), Err(9));
+        assert_eq!(tx.len(), 3);
+        assert_eq!(rx.try_recv(), Ok(0));
+        assert_eq!(tx.try_send(3), Ok(()));
+        assert_eq!(
+            (1..4).map(|_| rx.recv()).collect::<Vec<_>>(),
+            [Some(1), Some(2), Some(3)]
+        );
+        assert!(tx.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_sender_gets_in_when_the_receiver_takes_one() {
+        let (tx, rx) = bounded(1);
+        assert_eq!(tx.try_send(1), Ok(()));
+        let t = std::thread::spawn(move || tx.send_timeout(2, Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(rx.recv(), Some(1));
+        assert_eq!(t.join().ok(), Some(Ok(())));
+        assert_eq!(rx.recv(), Some(2));
+    }
+
+    #[test]
+    fn a_bounded_wait_gives_the_message_back() {
+        let (tx, _rx) = bounded(1);
+        assert_eq!(tx.try_send(1), Ok(()));
+        assert_eq!(tx.send_timeout(2, Duration::from_millis(20)), Err(2));
+        assert_eq!(tx.send_always(3), Ok(()), "control messages get through");
+        assert_eq!(tx.len(), 2);
+    }
+
+    #[test]
+    fn senders_gone_ends_the_receiver_after_the_backlog() {
+        let (tx, rx) = bounded(4);
+        assert_eq!(tx.try_send(1), Ok(()));
+        drop(tx);
+        assert_eq!(rx.recv(), Some(1));
+        assert_eq!(rx.recv(), None);
+    }
+
+    #[test]
+    fn receivers_gone_fails_sends() {
+        let (tx, rx) = bounded::<u8>(4);
+        drop(rx);
+        assert_eq!(tx.try_send(1), Err(1));
+        assert_eq!(tx.send(2), Err(2));
+    }
+}
