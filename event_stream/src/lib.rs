@@ -122,22 +122,22 @@ impl Transport for EventStream {
         event: &Event<'_>,
         delivery: Delivery,
     ) -> Result<Raised, String> {
+        if socket.route.is_none() {
+            socket.route = Some(
+                self.senders
+                    .route(socket.dest.addr, &socket.dest.authority())?,
+            );
+        }
+        let Some(route) = &socket.route else {
+            return Err("tcp: no route".into());
+        };
+        route.check_room()?;
         let cfg = self.senders.config();
         let payload = payload::notification(
             event,
             socket.dest.method.as_deref(),
             cfg.event_param.as_deref(),
         );
-        let route = match &socket.route {
-            Some(r) => r.clone(),
-            None => {
-                let r = self
-                    .senders
-                    .route(socket.dest.addr, &socket.dest.authority())?;
-                socket.route = Some(r.clone());
-                r
-            }
-        };
         route.send(Job {
             delivery,
             payload,

@@ -123,17 +123,16 @@ impl Transport for EventXmlrpc {
         delivery: Delivery,
     ) -> Result<Raised, String> {
         let dest = &socket.dest;
+        if socket.route.is_none() {
+            socket.route = Some(self.senders.route(dest)?);
+        }
+        let Some(route) = &socket.route else {
+            return Err("xmlrpc: no route".into());
+        };
+        route.check_room()?;
         let body = payload::body(&dest.method, event, self.senders.config().named);
         let mut request = http::head(&dest.path, &dest.authority(), body.len());
         request.extend_from_slice(&body);
-        let route = match &socket.route {
-            Some(r) => r.clone(),
-            None => {
-                let r = self.senders.route(dest)?;
-                socket.route = Some(r.clone());
-                r
-            }
-        };
         route.send(Job { delivery, request })?;
         Ok(Raised::Pending)
     }

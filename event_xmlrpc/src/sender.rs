@@ -48,6 +48,19 @@ pub struct Route {
 }
 
 impl Route {
+    /// Refuse an event before it is built when the queue is full (a dead or slow destination
+    /// then costs a raise one load and a count, not a payload).
+    pub fn check_room(&self) -> Result<(), String> {
+        if self.tx.len() < self.capacity {
+            return Ok(());
+        }
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        Err(format!(
+            "xmlrpc:{}: queue full ({} events waiting), event dropped",
+            self.name, self.capacity
+        ))
+    }
+
     /// Queue `job`; never blocks. A full queue drops the event and counts it.
     pub fn send(&self, job: Job) -> Result<(), String> {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);

@@ -89,23 +89,31 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
         }
         EviStatus::PENDING => {}
         _ => {
-            let why = match String::from_utf8_lossy(err) {
-                w if w.is_empty() => format!("transport returned {}", st.0),
-                w => w.into_owned(),
-            };
-            let n = sub.stats.failed.load(Ordering::Relaxed) + 1;
-            let now = crate::clock::unix_now();
-            if sub.stats.last_logged.swap(now, Ordering::Relaxed) != now {
-                log::warn!(
-                    "delivery to {} failed ({n} failures so far): {why}",
-                    sub.socket
-                );
+            // A dead destination fails every event with the same reason: it is copied only
+            // when it changes, and logged at most once a second per subscriber. The reason
+            // before the count: whoever sees the count also sees why.
+            {
+                let mut last = sub
+                    .stats
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if last.as_deref().map(str::as_bytes) != Some(err) || err.is_empty() {
+                    *last = Some(match String::from_utf8_lossy(err) {
+                        w if w.is_empty() => format!("transport returned {}", st.0),
+                        w => w.into_owned(),
+                    });
+                }
+                let now = crate::clock::unix_now();
+                if sub.stats.last_logged.swap(now, Ordering::Relaxed) != now {
+                    let n = sub.stats.failed.load(Ordering::Relaxed) + 1;
+                    let why = last.as_deref().unwrap_or_default();
+                    log::warn!(
+                        "delivery to {} failed ({n} failures so far): {why}",
+                        sub.socket
+                    );
+                }
             }
-            // The reason before the count: whoever sees the count also sees why.
-            *sub.stats
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(why);
             sub.module.failed.fetch_add(1, Ordering::Relaxed);
             sub.stats.failed.fetch_add(1, Ordering::Relaxed);
         }

@@ -26,6 +26,7 @@ pub struct SubscriberStats {
     pub failed: AtomicU64,
     /// Events never handed to the transport: its module's queue was full or stopped.
     pub dropped: AtomicU64,
+    /// The latest failure reason (copied only when it changes).
     pub last_error: Mutex<Option<String>>,
     /// Unix second of the last failure log line (failures are logged at most once a second).
     pub(crate) last_logged: AtomicI64,
