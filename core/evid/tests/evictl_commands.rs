@@ -1,6 +1,6 @@
 //! `evictl` subcommands against a running evid: what they print and what they change.
 
-use evi_testkit::{evictl_bin, free_port, wait_for, Daemon, UdpReceiver};
+use evi_testkit::{evictl_at, evictl_bin, free_port, wait_for, Daemon, UdpReceiver};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -11,20 +11,6 @@ const WAIT: Duration = Duration::from_secs(20);
 
 const CONFIG: &str = "loadmodule \"event_datagram.so\"\n\
     startup_route { subscribe_event(\"E_X\", \"udp:127.0.0.1:9\"); }";
-
-fn evictl(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(evictl_bin())
-        .arg("--url")
-        .arg(url)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The sockets subscribed to `event`, as evid lists them.
 fn sockets(d: &Daemon, event: &str) -> Vec<String> {
@@ -44,9 +30,9 @@ fn sockets(d: &Daemon, event: &str) -> Vec<String> {
 #[test]
 fn events_lists_the_published_events() {
     let d = Daemon::start(CONFIG);
-    let (code, text, err) = evictl(&d.mi_url, &["events"]);
+    let (code, text, err) = evictl_at(&d.mi_url, &["events"]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, _) = evictl(&d.mi_url, &["--json", "events"]);
+    let (code, out, _) = evictl_at(&d.mi_url, &["--json", "events"]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(
@@ -81,7 +67,7 @@ fn subscribe_raise_subscribers_unsubscribe() {
     let rx = UdpReceiver::new();
     let uri = rx.uri();
 
-    let (code, out, err) = evictl(&d.mi_url, &["subscribe", "E_X", &uri, "--expire", "60"]);
+    let (code, out, err) = evictl_at(&d.mi_url, &["subscribe", "E_X", &uri, "--expire", "60"]);
     assert_eq!(
         (code, out.trim()),
         (0, format!("subscribed {uri} to E_X for 60 s").as_str()),
@@ -90,7 +76,7 @@ fn subscribe_raise_subscribers_unsubscribe() {
     assert!(sockets(&d, "E_X").contains(&uri));
 
     // Ints stay ints, everything else is a string; a value may contain '='.
-    let (code, out, err) = evictl(
+    let (code, out, err) = evictl_at(
         &d.mi_url,
         &["raise", "E_X", "n=3", "s=abc", "eq=a=b", "neg=-2"],
     );
@@ -103,13 +89,13 @@ fn subscribe_raise_subscribers_unsubscribe() {
         ]
     );
     // No params at all.
-    assert_eq!(evictl(&d.mi_url, &["raise", "E_X"]).0, 0);
+    assert_eq!(evictl_at(&d.mi_url, &["raise", "E_X"]).0, 0);
     assert_eq!(
         rx.recv_n(1, WAIT),
         vec![br#"{"jsonrpc":"2.0","method":"E_X"}"#.to_vec()]
     );
 
-    let (code, out, _) = evictl(&d.mi_url, &["subscribers", "E_X"]);
+    let (code, out, _) = evictl_at(&d.mi_url, &["subscribers", "E_X"]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "E_X", "{out}");
@@ -120,13 +106,13 @@ fn subscribe_raise_subscribers_unsubscribe() {
         "{out}"
     );
     assert!(lines.contains(&"  udp:127.0.0.1:9  expire never"), "{out}");
-    let (code, out, _) = evictl(&d.mi_url, &["subscribers"]);
+    let (code, out, _) = evictl_at(&d.mi_url, &["subscribers"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("E_X\n") && out.contains(&uri), "{out}");
-    let (_, out, _) = evictl(&d.mi_url, &["subscribers", "E_CORE_THRESHOLD"]);
+    let (_, out, _) = evictl_at(&d.mi_url, &["subscribers", "E_CORE_THRESHOLD"]);
     assert_eq!(out.trim(), "E_CORE_THRESHOLD: no subscribers");
 
-    let (code, out, _) = evictl(&d.mi_url, &["unsubscribe", "E_X", &uri]);
+    let (code, out, _) = evictl_at(&d.mi_url, &["unsubscribe", "E_X", &uri]);
     assert_eq!(
         (code, out.trim()),
         (0, format!("unsubscribed {uri} from E_X").as_str())
@@ -137,12 +123,12 @@ fn subscribe_raise_subscribers_unsubscribe() {
 #[test]
 fn errors_are_one_line_and_usage_is_exit_2() {
     let d = Daemon::start(CONFIG);
-    let (code, _, err) = evictl(&d.mi_url, &["raise", "E_NOPE", "a=1"]);
+    let (code, _, err) = evictl_at(&d.mi_url, &["raise", "E_NOPE", "a=1"]);
     assert_eq!(
         (code, err.trim()),
         (1, "evictl: raise_event: 404 Event not registered")
     );
-    let (code, _, err) = evictl(&d.mi_url, &["subscribe", "E_X", "nope:x"]);
+    let (code, _, err) = evictl_at(&d.mi_url, &["subscribe", "E_X", "nope:x"]);
     assert_eq!(code, 1);
     assert!(
         err.starts_with("evictl: event_subscribe: 400 Bad parameter value"),
@@ -159,7 +145,7 @@ fn errors_are_one_line_and_usage_is_exit_2() {
         &["frobnicate"],
         &[],
     ] {
-        let (code, out, err) = evictl(&d.mi_url, args);
+        let (code, out, err) = evictl_at(&d.mi_url, args);
         assert_eq!((code, out.as_str()), (2, ""), "{args:?}");
         assert!(
             err.starts_with("evictl: ") && err.contains("usage: evictl"),
@@ -172,7 +158,7 @@ fn errors_are_one_line_and_usage_is_exit_2() {
 fn commands_say_so_when_evid_is_not_running() {
     let url = format!("http://127.0.0.1:{}/mi", free_port());
     for args in [&["events"][..], &["raise", "E_X", "a=1"], &["watch", "E_X"]] {
-        let (code, out, err) = evictl(&url, args);
+        let (code, out, err) = evictl_at(&url, args);
         assert_eq!((code, out.as_str()), (1, ""), "{args:?}");
         assert!(
             err.starts_with(&format!("evictl: cannot reach evid at {url}: "))

@@ -1,23 +1,8 @@
 //! `evictl stats` and `evictl reload` against a running evid.
 
-use evi_testkit::{evictl_bin, wait_for, Daemon};
+use evi_testkit::{evictl_at, wait_for, Daemon};
 use serde_json::json;
-use std::process::Command;
 use std::time::Duration;
-
-fn evictl(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(evictl_bin())
-        .arg("--url")
-        .arg(url)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn stats_and_reload() {
@@ -27,12 +12,12 @@ fn stats_and_reload() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     assert!(wait_for(Duration::from_secs(5), || {
-        let (_, out, _) = evictl(&d.mi_url, &["stats", "event_flatstore:"]);
+        let (_, out, _) = evictl_at(&d.mi_url, &["stats", "event_flatstore:"]);
         out.lines().any(|l| l == "event_flatstore:delivered 2")
     }));
-    let (code, out, err) = evictl(&d.mi_url, &["stats", "evi_events:E_X"]);
+    let (code, out, err) = evictl_at(&d.mi_url, &["stats", "evi_events:E_X"]);
     assert_eq!((code, out.trim()), (0, "evi_events:E_X 2"), "{err}");
-    let (code, _, err) = evictl(&d.mi_url, &["reload", "event_flatstore"]);
+    let (code, _, err) = evictl_at(&d.mi_url, &["reload", "event_flatstore"]);
     assert_eq!(code, 1);
     assert!(
         err.contains(

@@ -1,7 +1,7 @@
 //! `evictl` over mi_datagram (UDP and unix) and mi_fifo: every command against the real daemon,
 //! the errors a user sees when nothing answers, and the shell completions.
 
-use evi_testkit::{evictl_bin, free_port, wait_for, Daemon, TempDir};
+use evi_testkit::{evictl, evictl_at, evictl_bin, free_port, wait_for, Daemon, TempDir};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,23 +17,9 @@ const WAIT: Duration = Duration::from_secs(20);
 const EVENTS: &str = "loadmodule \"event_flatstore.so\"\nloadmodule \"event_datagram.so\"\n\
     startup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/boot.log\"); }";
 
-fn evictl(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(evictl_bin())
-        .arg("--url")
-        .arg(url)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Run `evictl` and require exit 0; its stdout.
 fn ok(url: &str, args: &[&str]) -> String {
-    let (code, out, err) = evictl(url, args);
+    let (code, out, err) = evictl_at(url, args);
     assert_eq!(code, 0, "evictl --url {url} {args:?}: {err}");
     out
 }
@@ -108,7 +94,7 @@ fn every_command(d: &Daemon, url: &str) {
     assert_eq!(out.trim(), "evi_events:E_X 1");
 
     // A JSON-RPC error comes back as over HTTP.
-    let (code, out, err) = evictl(url, &["raise", "E_NOPE"]);
+    let (code, out, err) = evictl_at(url, &["raise", "E_NOPE"]);
     assert_eq!(
         (code, out.as_str(), err.trim()),
         (1, "", "evictl: raise_event: 404 Event not registered")
@@ -224,7 +210,7 @@ fn evictl_over_fifo_with_the_default_reply_dir() {
 /// stderr that names the URL and says what to check.
 fn assert_human_error(url: &str, args: &[&str], starts: &str, module: &str) {
     let t = Instant::now();
-    let (code, out, err) = evictl(url, args);
+    let (code, out, err) = evictl_at(url, args);
     assert_eq!((code, out.as_str()), (1, ""), "{url} {args:?}: {err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -364,7 +350,7 @@ fn fifo_errors_when_nothing_answers() {
 #[test]
 fn a_bad_url_is_a_usage_error() {
     for url in ["ftp://x", "udp:127.0.0.1", "unix:", "fifo:"] {
-        let (code, out, err) = evictl(url, &["events"]);
+        let (code, out, err) = evictl_at(url, &["events"]);
         assert_eq!((code, out.as_str()), (2, ""), "{url}");
         assert!(
             err.starts_with("evictl: ") && err.contains("usage: evictl"),
@@ -374,21 +360,9 @@ fn a_bad_url_is_a_usage_error() {
     }
 }
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(evictl_bin())
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn evictl_completions_print_a_script() {
-    let (code, bash, err) = run(&["completions", "bash"]);
+    let (code, bash, err) = evictl(&["completions", "bash"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         bash.contains("_evictl()") && bash.contains("complete "),
@@ -412,15 +386,15 @@ fn evictl_completions_print_a_script() {
     ] {
         assert!(bash.contains(word), "bash completion lacks {word}");
     }
-    let (code, zsh, _) = run(&["completions", "zsh"]);
+    let (code, zsh, _) = evictl(&["completions", "zsh"]);
     assert_eq!(code, 0);
     assert!(zsh.starts_with("#compdef evictl"), "{zsh}");
     assert!(zsh.contains("subscribers") && zsh.contains("--url"));
-    let (code, fish, _) = run(&["completions", "fish"]);
+    let (code, fish, _) = evictl(&["completions", "fish"]);
     assert_eq!(code, 0);
     assert!(fish.contains("complete -c evictl") && fish.contains("subscribers"));
     // An unknown shell is a usage error; completions need no daemon and no valid $EVID_MI_URL.
-    let (code, out, err) = run(&["completions", "tcsh"]);
+    let (code, out, err) = evictl(&["completions", "tcsh"]);
     assert_eq!((code, out.as_str()), (2, ""), "{err}");
     let out = Command::new(evictl_bin())
         .args(["completions", "bash"])
@@ -432,7 +406,7 @@ fn evictl_completions_print_a_script() {
 
 #[test]
 fn evictl_help_shows_every_url_form() {
-    let (code, out, _) = run(&["--help"]);
+    let (code, out, _) = evictl(&["--help"]);
     assert_eq!(code, 0);
     for form in [
         "http://HOST:PORT/PATH",

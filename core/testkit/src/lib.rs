@@ -44,6 +44,26 @@ pub fn evictl_bin() -> PathBuf {
     require(build_dir().join("evictl"))
 }
 
+/// Run the built `evictl` with `args`: (exit code, stdout, stderr), as a user sees them.
+pub fn evictl(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(evictl_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run evictl: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`evictl`] with `--url URL` first.
+pub fn evictl_at(url: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--url", url];
+    all.extend_from_slice(args);
+    evictl(&all)
+}
+
 /// A built module library, e.g. `module_path("event_flatstore")` → `target/debug/libevent_flatstore.so`.
 pub fn module_path(name: &str) -> PathBuf {
     require(build_dir().join(format!("lib{name}.so")))
