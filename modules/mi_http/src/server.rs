@@ -1,6 +1,8 @@
 //! The listener and its threads.
 //!
-//! One accept thread; one thread per open connection (at most [`MAX_CONNECTIONS`]), which parses
+//! One accept thread; one thread per open connection (at most [`MAX_CONNECTIONS`]; past it the
+//! connection that has waited longest without a complete request is closed for the new one, so
+//! slow or idle clients cannot lock others out), which parses
 //! a request, runs the MI call itself and writes the response: no hand-off to another thread
 //! (two context switches per request; removing them doubled requests/s with 4 connections). At
 //! most `threads` MI calls run at once; the others wait for a slot. [`Server::stop`] (and drop)
@@ -13,12 +15,13 @@ use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Open connections served at once; the next one gets 503 and is closed.
+/// Open connections served at once. Past it the oldest waiting one makes room; when every one
+/// is inside an MI call, the newcomer gets 503.
 pub const MAX_CONNECTIONS: usize = 128;
 /// Closing a connection, we read and drop at most this much of what the client still sends...
 const LINGER_BYTES: usize = 1 << 20;
@@ -66,15 +69,31 @@ struct Shared {
     /// MI calls running now, at most `max_running` (the `threads` modparam).
     running: (Mutex<usize>, Condvar),
     max_running: usize,
+    /// The clock of `Activity::waiting_since_ms`.
+    started: Instant,
 }
 
-/// The open connections: a handle on each socket (to shut it down on stop) and every
-/// connection thread not yet joined.
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// The open connections: a handle on each socket (to shut it down on stop or eviction) and
+/// every connection thread not yet joined.
 #[derive(Default)]
 struct Conns {
     next_id: u64,
-    sockets: HashMap<u64, TcpStream>,
+    sockets: HashMap<u64, (TcpStream, Arc<Activity>)>,
     threads: Vec<JoinHandle<()>>,
+}
+
+/// What eviction looks at: whether the connection has a complete request in hand, and since
+/// when it has been waiting for one (ms on the server's clock).
+#[derive(Default)]
+struct Activity {
+    busy: AtomicBool,
+    waiting_since_ms: AtomicU64,
 }
 
 /// A running MI-over-HTTP server. Stopped and joined by [`Server::stop`] or on drop.
@@ -104,6 +123,7 @@ impl Server {
             mi,
             running: (Mutex::new(0), Condvar::new()),
             max_running: config.threads.max(1),
+            started: Instant::now(),
         });
         // From here on, an early return drops `server`, which stops and joins what did start.
         let mut server = Server {
@@ -140,7 +160,7 @@ impl Server {
         // it, then fails to send the reply.
         let threads = {
             let mut conns = lock(&self.shared.conns);
-            for s in conns.sockets.values() {
+            for (s, _) in conns.sockets.values() {
                 let _ = s.shutdown(std::net::Shutdown::Both);
             }
             std::mem::take(&mut conns.threads)
@@ -221,9 +241,9 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         .partition(|h| h.is_finished());
     conns.threads = open;
     done.into_iter().for_each(join);
-    if conns.sockets.len() >= MAX_CONNECTIONS {
+    if conns.sockets.len() >= MAX_CONNECTIONS && !evict_oldest_waiting(&mut conns) {
         drop(conns);
-        log::warn!("mi_http: {MAX_CONNECTIONS} connections open; refusing {peer}");
+        log::warn!("mi_http: {MAX_CONNECTIONS} connections are all in MI calls; refusing {peer}");
         let mut stream = stream;
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
         let _ = http::write_response(&mut stream, &Reply::refused(503), Persist::Close, false);
@@ -238,13 +258,17 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     };
     let id = conns.next_id;
     conns.next_id += 1;
-    conns.sockets.insert(id, handle);
+    let activity = Arc::new(Activity::default());
+    activity
+        .waiting_since_ms
+        .store(shared.now_ms(), Ordering::Relaxed);
+    conns.sockets.insert(id, (handle, activity.clone()));
     let shared2 = shared.clone();
     let spawned = thread::Builder::new()
         .name("mi_http-conn".into())
         .stack_size(CONN_STACK)
         .spawn(move || {
-            serve(stream, peer, &shared2);
+            serve(stream, peer, &shared2, &activity);
             lock(&shared2.conns).sockets.remove(&id);
         });
     match spawned {
@@ -256,14 +280,34 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// Close the connection that has waited longest for a request (idle between requests, or
+/// sending one slowly); false when every connection is busy with an MI call.
+fn evict_oldest_waiting(conns: &mut Conns) -> bool {
+    let oldest = conns
+        .sockets
+        .iter()
+        .filter(|(_, (_, a))| !a.busy.load(Ordering::Acquire))
+        .min_by_key(|(_, (_, a))| a.waiting_since_ms.load(Ordering::Relaxed))
+        .map(|(id, _)| *id);
+    let Some(id) = oldest else {
+        return false;
+    };
+    if let Some((s, _)) = conns.sockets.remove(&id) {
+        // Its thread's read fails at once; the thread ends and is joined later.
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        log::debug!("mi_http: connection limit reached; closed the longest-waiting connection");
+    }
+    true
+}
+
 /// Serve one connection until the client closes it, an error, or stop.
-fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activity: &Activity) {
     // Replies go out in one write; without NODELAY a keep-alive client could wait out Nagle.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(shared.timeout));
     let mut conn = Reader::new(stream);
     while !shared.stopping.load(Ordering::Acquire) {
-        match serve_one(&mut conn, shared) {
+        match serve_one(&mut conn, shared, activity) {
             Ok(true) => {}
             Ok(false) => return linger(conn.get_mut()),
             Err(e) => {
@@ -296,7 +340,11 @@ fn linger(stream: &mut TcpStream) {
 }
 
 /// Serve one request; `Ok(true)` when the connection stays open for the next one.
-fn serve_one(conn: &mut Reader<TcpStream>, shared: &Shared) -> io::Result<bool> {
+fn serve_one(
+    conn: &mut Reader<TcpStream>,
+    shared: &Shared,
+    activity: &Activity,
+) -> io::Result<bool> {
     let ep = &shared.endpoint;
     let deadline = Instant::now() + shared.timeout;
     let refuse = |conn: &mut Reader<TcpStream>, reply: &Reply, head_only: bool| {
@@ -344,6 +392,8 @@ fn serve_one(conn: &mut Reader<TcpStream>, shared: &Shared) -> io::Result<bool> 
         }
         Err(ReadError::Io(e)) => return Err(e),
     };
+    // A complete request: not evictable until its reply is written.
+    activity.busy.store(true, Ordering::Release);
     let reply = run_mi(
         shared,
         &head.method,
@@ -357,7 +407,12 @@ fn serve_one(conn: &mut Reader<TcpStream>, shared: &Shared) -> io::Result<bool> 
         (true, true) => Persist::Default,
         (true, false) => Persist::KeepAlive,
     };
-    http::write_response(conn.get_mut(), &reply, persist, head_only)?;
+    let written = http::write_response(conn.get_mut(), &reply, persist, head_only);
+    activity
+        .waiting_since_ms
+        .store(shared.now_ms(), Ordering::Relaxed);
+    activity.busy.store(false, Ordering::Release);
+    written?;
     Ok(keep)
 }
 

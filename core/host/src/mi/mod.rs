@@ -143,6 +143,39 @@ impl MiTable {
     }
 }
 
+/// Deepest JSON nesting a request may have. MI params are at most a few levels deep; the
+/// parser recurses per level, and MI transports run it on threads with small stacks.
+pub const MAX_DEPTH: usize = 32;
+
+/// The depth reached when a request nests arrays/objects deeper than [`MAX_DEPTH`], found by
+/// one pass over the bytes (brackets inside strings do not count).
+fn too_deep(body: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(depth);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Execute one request body; `None` when no reply is due (a notification).
 pub(crate) fn execute(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
     let (max_request, max_params, max_param_len) = {
@@ -153,6 +186,12 @@ pub(crate) fn execute(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
         let e = MiError::invalid_request().data(format!(
             "request of {} bytes is larger than {max_request} (mi_max_request)",
             body.len()
+        ));
+        return Some(reply(&Value::Null, Err(e)));
+    }
+    if let Some(depth) = too_deep(body) {
+        let e = MiError::parse_error().data(format!(
+            "JSON nested deeper than {MAX_DEPTH} levels ({depth}+)"
         ));
         return Some(reply(&Value::Null, Err(e)));
     }
@@ -342,10 +381,18 @@ pub(crate) fn str_param(p: &Map<String, Value>, name: &str) -> Result<String, Mi
 pub(crate) fn int_param(p: &Map<String, Value>, name: &str) -> Result<i64, MiError> {
     let bad = || MiError::invalid_params(&format!("Bad type for parameter '{name}'"));
     match p.get(name) {
+        // Like OpenSIPS (cJSON), a fractional number is truncated; unlike it, one outside the
+        // i64 range is refused instead of saturating into "forever".
         Some(Value::Number(n)) => n
             .as_i64()
-            .or_else(|| n.as_f64().map(|f| f as i64))
-            .ok_or_else(bad),
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && f.abs() < 9.2e18)
+                    .map(|f| f as i64)
+            })
+            .ok_or_else(|| {
+                MiError::invalid_params(&format!("Parameter '{name}' is out of range ({n})"))
+            }),
         Some(Value::String(s)) => s.trim().parse().map_err(|_| bad()),
         Some(_) => Err(bad()),
         None => Err(MiError::invalid_params("Too few or too many parameters")),
