@@ -4,9 +4,13 @@
 //! datagram holding the shared JSON-RPC notification the host builds (no terminator).
 //!
 //! - [`uri`] parses and matches subscriber sockets (names are resolved once, at subscribe time);
-//! - [`sender`] owns the non-blocking sockets and does one `sendto` per event.
+//! - [`sender`] owns the non-blocking sockets and the batch: `raise` queues the datagram, and
+//!   the batch goes out with one `sendmmsg` per kernel socket when it is full and at every
+//!   `flush` (the host flushes after each batch of raises it takes off the module's queue).
 //!
-//! This file only wires them to the SDK's [`Module`] and [`Transport`] traits.
+//! This file only wires them to the SDK's [`Module`] and [`Transport`] traits. A queued event's
+//! raise answers [`Raised::Pending`]; its outcome goes to [`Host::delivery_status`] once the
+//! kernel has taken or refused it, so the host counts each event exactly once, as before.
 
 pub mod sender;
 pub mod uri;
@@ -15,18 +19,21 @@ pub mod uri;
 mod tests;
 
 use evi_sdk::{export_module, Delivery, Event, Host, Module, Params, Raised, Transport};
-use sender::{Sender, Target};
+use sender::{Sender, Sent, Target};
 use uri::Dest;
 
-/// The module instance: the shared sockets. Subscriber state lives in each [`Target`].
+/// The module instance: the shared sockets and the batch. Subscriber state lives in each
+/// [`Target`].
 pub struct Datagram {
+    host: Host,
     sender: Sender,
 }
 
 impl Datagram {
-    /// Open the sockets. Separate from `init` so tests can run without a host.
-    pub fn new() -> Result<Datagram, String> {
+    /// Open the sockets; outcomes of batched sends go to `host`.
+    pub fn new(host: Host) -> Result<Datagram, String> {
         Ok(Datagram {
+            host,
             sender: Sender::new()?,
         })
     }
@@ -34,14 +41,28 @@ impl Datagram {
     #[cfg(test)]
     pub(crate) fn without_ipv6(self) -> Datagram {
         Datagram {
+            host: self.host,
             sender: self.sender.without_ipv6(),
         }
     }
 }
 
+/// Reports one batched send's outcome to the host.
+fn reporter(host: Host) -> impl FnMut(Delivery, Result<(), &str>) {
+    move |delivery, result| host.delivery_status(delivery, result)
+}
+
 impl Module for Datagram {
-    fn init(_host: Host, _params: &Params) -> Result<Self, String> {
-        Datagram::new()
+    fn init(host: Host, _params: &Params) -> Result<Self, String> {
+        Datagram::new(host)
+    }
+
+    fn flush(&mut self) {
+        self.sender.flush(&mut reporter(self.host));
+    }
+
+    fn destroy(&mut self) {
+        self.sender.flush(&mut reporter(self.host));
     }
 }
 
@@ -60,14 +81,31 @@ impl Transport for Datagram {
         socket.dest().print(out);
     }
 
+    fn destinations(&self, socket: &Target, out: &mut Vec<String>) {
+        // The address resolved at subscribe time is the one every datagram goes to; a unix
+        // socket reaches no network peer.
+        if let Dest::Udp { addr, .. } = socket.dest() {
+            out.push(addr.to_string());
+        }
+    }
+
     fn raise(
         &mut self,
         socket: &mut Target,
         event: &Event<'_>,
-        _delivery: Delivery,
+        delivery: Delivery,
     ) -> Result<Raised, String> {
-        self.sender.send(socket, event.json())?;
-        Ok(Raised::Done)
+        let sent = self
+            .sender
+            .send(socket, event.json(), delivery, &mut reporter(self.host))?;
+        Ok(match sent {
+            Sent::Queued => Raised::Pending,
+            Sent::Now => Raised::Done,
+        })
+    }
+
+    fn free(&mut self, socket: &mut Target) {
+        self.sender.release(socket, &mut reporter(self.host));
     }
 }
 

@@ -1,29 +1,60 @@
-//! The I/O: non-blocking datagram sockets and one `sendto` per event.
+//! The I/O: non-blocking datagram sockets, and a batch that goes out with one `sendmmsg` per
+//! kernel socket.
 //!
 //! Everything a send needs (kernel address, descriptor, size limit) is prepared when a socket is
-//! subscribed, so the raise path is one bounds check and one syscall, with no allocation unless
-//! the send fails.
+//! subscribed. [`Sender::send`] checks the event and copies it into a reusable buffer;
+//! [`Sender::flush`] hands the buffer to the kernel and reports each message's outcome. In steady
+//! state neither allocates, except to word an error.
 
 use crate::uri::{Dest, UNIX_PATH_MAX};
+use evi_sdk::Delivery;
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 /// Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header).
 pub const UDP4_MAX: usize = 65507;
 /// Largest UDP payload over IPv6 without jumbograms: 65535 - 8 (UDP header).
 pub const UDP6_MAX: usize = 65527;
 
-/// The module's shared UDP sockets, created once at `init`.
+/// Messages per batch. Past a few dozen the syscall entry is already a small share of a
+/// datagram's cost, and a larger batch only makes bursts longer for receivers with short
+/// queues (a unix socket's default `max_dgram_qlen` is 10).
+pub const BATCH_MSGS: usize = 64;
+/// Payload bytes per batch, allocated once. Every UDP datagram fits; a larger (unix) event is
+/// sent on its own, after the batch, so the buffer never grows.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// How a send went: see [`Sender::send`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// In the batch; a later [`Sender::flush`] reports the outcome.
+    Queued,
+    /// Too large for the batch, so handed to the kernel already.
+    Now,
+}
+
+/// The module's shared UDP sockets, created once at `init`, and the batch not yet sent.
 pub struct Sender {
     v4: OwnedFd,
     /// `Err` holds why IPv6 is unavailable; only sends to IPv6 destinations fail then.
     v6: Result<OwnedFd, String>,
+    /// The queued payloads, back to back.
+    bytes: Vec<u8>,
+    /// One entry per queued payload, in raise order.
+    queued: Vec<Queued>,
 }
 
 /// A subscribed destination, ready to send to.
 pub struct Target {
+    /// Shared with the batch entries, so a destination (and a unix socket's descriptor) stays
+    /// valid until its queued messages are sent, whatever the host does with the `Target`.
+    peer: Arc<Peer>,
+}
+
+struct Peer {
     dest: Dest,
     addr: RawAddr,
     route: Route,
@@ -45,6 +76,16 @@ struct RawAddr {
     len: libc::socklen_t,
 }
 
+/// A payload in the batch.
+struct Queued {
+    peer: Arc<Peer>,
+    /// The kernel socket it goes out on (one of the sender's or the peer's own).
+    fd: RawFd,
+    start: usize,
+    len: usize,
+    delivery: Delivery,
+}
+
 impl Sender {
     /// Open the shared UDP sockets (unbound; the kernel picks a source port on first send).
     pub fn new() -> Result<Sender, String> {
@@ -54,7 +95,12 @@ impl Sender {
         if let Err(e) = &v6 {
             log::warn!("IPv6 unavailable ({e}); events to udp:[...] subscribers will fail");
         }
-        Ok(Sender { v4, v6 })
+        Ok(Sender {
+            v4,
+            v6,
+            bytes: Vec::with_capacity(BATCH_BYTES),
+            queued: Vec::with_capacity(BATCH_MSGS),
+        })
     }
 
     /// Pretend IPv6 is unavailable (tests of that path on hosts that have it).
@@ -79,20 +125,94 @@ impl Sender {
                 (addr, Route::Unix(fd))
             }
         };
-        Ok(Target { dest, addr, route })
+        Ok(Target {
+            peer: Arc::new(Peer { dest, addr, route }),
+        })
     }
 
-    /// Send `payload` as one datagram. Never blocks and never retries: a full buffer drops the
-    /// event and says so.
-    pub fn send(&self, t: &Target, payload: &[u8]) -> Result<(), String> {
+    /// Send `payload` as one datagram to `t`. Never blocks and never retries: a full buffer drops
+    /// the event and says so.
+    ///
+    /// `Err` is an event refused before any send (empty, over the UDP size limit, no IPv6) or,
+    /// for [`Sent::Now`], the kernel's refusal. [`Sent::Queued`] means the outcome comes later
+    /// through `report`, exactly once, from the `flush` that sends it; `report` here receives
+    /// the outcomes of the batch this call had to send to make room.
+    pub fn send(
+        &mut self,
+        t: &Target,
+        payload: &[u8],
+        delivery: Delivery,
+        report: &mut impl FnMut(Delivery, Result<(), &str>),
+    ) -> Result<Sent, String> {
+        let fd = self.check(&t.peer, payload)?;
+        if payload.len() > BATCH_BYTES {
+            // Whatever is queued goes first: per-destination order is kept.
+            self.flush(report);
+            send_now(fd, &t.peer, payload)?;
+            return Ok(Sent::Now);
+        }
+        // Sending the full batch before queueing (rather than after) means an outcome is never
+        // reported before its own raise has returned.
+        if self.queued.len() == BATCH_MSGS || self.bytes.len() + payload.len() > BATCH_BYTES {
+            self.flush(report);
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        self.queued.push(Queued {
+            peer: Arc::clone(&t.peer),
+            fd,
+            start,
+            len: payload.len(),
+            delivery,
+        });
+        Ok(Sent::Queued)
+    }
+
+    /// Send everything queued, one `sendmmsg` per kernel socket in raise order, and report each
+    /// message's outcome through `report`.
+    pub fn flush(&mut self, report: &mut impl FnMut(Delivery, Result<(), &str>)) {
+        let n = self.queued.len();
+        let mut done = [false; BATCH_MSGS];
+        let mut group = [0usize; BATCH_MSGS];
+        for first in 0..n {
+            if done[first] {
+                continue;
+            }
+            // Messages to one destination always use the same socket, so sending each
+            // socket's messages in raise order keeps every destination's order.
+            let fd = self.queued[first].fd;
+            let mut len = 0;
+            for (i, q) in self.queued.iter().enumerate().skip(first) {
+                if !done[i] && q.fd == fd {
+                    done[i] = true;
+                    group[len] = i;
+                    len += 1;
+                }
+            }
+            self.send_group(fd, &group[..len], report);
+        }
+        self.queued.clear();
+        self.bytes.clear();
+    }
+
+    /// Send now whatever is queued for `t` (it is about to be freed: its outcomes must reach
+    /// the host while the subscriber still exists).
+    pub fn release(&mut self, t: &Target, report: &mut impl FnMut(Delivery, Result<(), &str>)) {
+        if self.queued.iter().any(|q| Arc::ptr_eq(&q.peer, &t.peer)) {
+            self.flush(report);
+        }
+    }
+
+    /// The descriptor `payload` goes out on, or why it cannot be sent at all.
+    fn check(&self, peer: &Peer, payload: &[u8]) -> Result<RawFd, String> {
         if payload.is_empty() {
             return Err(format!(
                 "{}: event has no JSON payload, nothing sent",
-                t.dest
+                peer.dest
             ));
         }
         // The kernel would answer EMSGSIZE too; checking first gives the limit in the message.
-        let limit = match t.route {
+        let limit = match peer.route {
             Route::V4 => Some((UDP4_MAX, "UDP/IPv4")),
             Route::V6 => Some((UDP6_MAX, "UDP/IPv6")),
             Route::Unix(_) => None,
@@ -101,66 +221,151 @@ impl Sender {
             if payload.len() > max {
                 return Err(format!(
                     "{}: event of {} bytes exceeds the {kind} datagram limit of {max} bytes, event dropped",
-                    t.dest,
+                    peer.dest,
                     payload.len()
                 ));
             }
         }
-        let fd = match &t.route {
-            Route::V4 => self.v4.as_raw_fd(),
+        match &peer.route {
+            Route::V4 => Ok(self.v4.as_raw_fd()),
             Route::V6 => match &self.v6 {
-                Ok(fd) => fd.as_raw_fd(),
-                Err(why) => {
-                    return Err(format!(
-                        "{}: IPv6 is unavailable ({why}), event dropped",
-                        t.dest
-                    ))
-                }
+                Ok(fd) => Ok(fd.as_raw_fd()),
+                Err(why) => Err(format!(
+                    "{}: IPv6 is unavailable ({why}), event dropped",
+                    peer.dest
+                )),
             },
-            Route::Unix(fd) => fd.as_raw_fd(),
-        };
-        // MSG_DONTWAIT as well as O_NONBLOCK: the call must not block even if a descriptor's
-        // flags were changed behind our back. MSG_NOSIGNAL: never SIGPIPE the daemon.
-        // SAFETY: `payload` and `t.addr` are valid for the call; `len` is within the storage.
-        let n = unsafe {
-            libc::sendto(
-                fd,
-                payload.as_ptr().cast(),
-                payload.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                (&t.addr.storage as *const libc::sockaddr_storage).cast(),
-                t.addr.len,
-            )
-        };
-        if n < 0 {
-            return Err(describe(io::Error::last_os_error(), t, fd, payload.len()));
+            Route::Unix(fd) => Ok(fd.as_raw_fd()),
         }
-        if n as usize != payload.len() {
-            return Err(format!(
-                "{}: sent {n} of {} bytes, event truncated",
-                t.dest,
-                payload.len()
-            ));
-        }
-        Ok(())
     }
+
+    /// Send the queued messages `group` (indices into `queued`, in order) on `fd`.
+    fn send_group(
+        &self,
+        fd: RawFd,
+        group: &[usize],
+        report: &mut impl FnMut(Delivery, Result<(), &str>),
+    ) {
+        // On the stack: a Vec of these would hold raw pointers and make the module !Send.
+        // SAFETY: iovec and mmsghdr are plain C structs; all-zero (null pointers) is valid.
+        let mut iov: [libc::iovec; BATCH_MSGS] = unsafe { mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH_MSGS] = unsafe { mem::zeroed() };
+        let total = group.len();
+        for (k, &i) in group.iter().enumerate() {
+            let q = &self.queued[i];
+            let payload = &self.bytes[q.start..q.start + q.len];
+            iov[k].iov_base = payload.as_ptr().cast_mut().cast();
+            iov[k].iov_len = payload.len();
+        }
+        // One base pointer for all the headers, taken after the last write to `iov`.
+        let iov = iov.as_mut_ptr();
+        for (k, &i) in group.iter().enumerate() {
+            let addr = &self.queued[i].peer.addr;
+            let h = &mut msgs[k].msg_hdr;
+            // The kernel only reads through these pointers (sendmmsg takes no `const`).
+            h.msg_name = (&addr.storage as *const libc::sockaddr_storage)
+                .cast_mut()
+                .cast();
+            h.msg_namelen = addr.len;
+            h.msg_iov = iov.wrapping_add(k);
+            h.msg_iovlen = 1;
+        }
+        let mut k = 0;
+        while k < total {
+            // MSG_DONTWAIT as well as O_NONBLOCK: the call must not block even if a descriptor's
+            // flags were changed behind our back. MSG_NOSIGNAL: never SIGPIPE the daemon.
+            // SAFETY: msgs[k..total] are filled in above; the payloads, addresses and iovecs they
+            // point to are borrowed from `self` and this frame, unchanged during the call.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    msgs.as_mut_ptr().add(k),
+                    (total - k) as libc::c_uint,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if r > 0 {
+                let sent = (r as usize).min(total - k);
+                for (m, &i) in msgs[k..k + sent].iter().zip(&group[k..k + sent]) {
+                    let q = &self.queued[i];
+                    if m.msg_len as usize == q.len {
+                        report(q.delivery, Ok(()));
+                    } else {
+                        let why = format!(
+                            "{}: sent {} of {} bytes, event truncated",
+                            q.peer.dest, m.msg_len, q.len
+                        );
+                        report(q.delivery, Err(&why));
+                    }
+                }
+                k += sent;
+                // A short count means message k failed, but sendmmsg drops the errno of a
+                // failure after the first message. The next round starts at message k: it
+                // either fails at once with k's own errno, or sends it if the cause is gone.
+                continue;
+            }
+            let e = if r == 0 {
+                io::Error::other("sendmmsg sent nothing")
+            } else {
+                io::Error::last_os_error()
+            };
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let q = &self.queued[group[k]];
+            report(q.delivery, Err(&describe(e, &q.peer, fd, q.len)));
+            k += 1;
+        }
+    }
+}
+
+/// One `sendto` of `payload` (an event too large for the batch).
+fn send_now(fd: RawFd, peer: &Peer, payload: &[u8]) -> Result<(), String> {
+    // Flags as in `send_group`.
+    // SAFETY: `payload` and `peer.addr` are valid for the call; `len` is within the storage.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            payload.as_ptr().cast(),
+            payload.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            (&peer.addr.storage as *const libc::sockaddr_storage).cast(),
+            peer.addr.len,
+        )
+    };
+    if n < 0 {
+        return Err(describe(
+            io::Error::last_os_error(),
+            peer,
+            fd,
+            payload.len(),
+        ));
+    }
+    if n as usize != payload.len() {
+        return Err(format!(
+            "{}: sent {n} of {} bytes, event truncated",
+            peer.dest,
+            payload.len()
+        ));
+    }
+    Ok(())
 }
 
 impl Target {
     pub fn dest(&self) -> &Dest {
-        &self.dest
+        &self.peer.dest
     }
 }
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.dest)
+        write!(f, "{:?}", self.peer.dest)
     }
 }
 
 /// One line naming the destination, the cause and the outcome.
-fn describe(e: io::Error, t: &Target, fd: RawFd, len: usize) -> String {
-    let unix = matches!(t.route, Route::Unix(_));
+fn describe(e: io::Error, peer: &Peer, fd: RawFd, len: usize) -> String {
+    let unix = matches!(peer.route, Route::Unix(_));
     let why = match e.raw_os_error() {
         Some(libc::EAGAIN) if unix => "receiver's socket buffer full".to_string(),
         Some(libc::EAGAIN) => "socket buffer full".to_string(),
@@ -174,9 +379,9 @@ fn describe(e: io::Error, t: &Target, fd: RawFd, len: usize) -> String {
             ),
             None => format!("event of {len} bytes is too large for a unix datagram (EMSGSIZE)"),
         },
-        _ => format!("sendto failed: {e}"),
+        _ => format!("send failed: {e}"),
     };
-    format!("{}: {why}, event dropped", t.dest)
+    format!("{}: {why}, event dropped", peer.dest)
 }
 
 /// The socket's send buffer size (SO_SNDBUF), for the EMSGSIZE message.

@@ -1,9 +1,9 @@
 //! Real-socket tests of the transport through its `Transport` impl (no host, no mocks).
 
-use crate::sender::{Target, UDP4_MAX, UDP6_MAX};
+use crate::sender::{Sent, Target, BATCH_BYTES, BATCH_MSGS, UDP4_MAX, UDP6_MAX};
 use crate::Datagram;
-use evi_sdk::testing::TestEvent;
-use evi_sdk::{Delivery, Raised, Transport};
+use evi_sdk::testing::{FakeHost, TestEvent};
+use evi_sdk::{Delivery, Module, Raised, Transport};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::UdpSocket;
@@ -23,25 +23,103 @@ const GOLDEN: [&[u8]; 5] = [
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn module() -> Datagram {
-    Datagram::new().unwrap_or_else(|e| panic!("init: {e}"))
+/// The module on a fake host that records the delivery reports, as the real host counts them.
+struct Rig {
+    m: Datagram,
+    host: &'static FakeHost,
+    next: u64,
 }
 
-fn parse(m: &mut Datagram, uri: &str) -> Target {
-    let (proto, body) = uri.split_once(':').unwrap_or((uri, ""));
-    m.parse(proto, body)
-        .unwrap_or_else(|e| panic!("{uri}: {e}"))
+fn module() -> Rig {
+    let host = FakeHost::new();
+    Rig {
+        m: Datagram::new(host.host()).unwrap_or_else(|e| panic!("init: {e}")),
+        host,
+        next: 0,
+    }
 }
 
-fn parse_err(m: &mut Datagram, uri: &str) -> String {
-    let (proto, body) = uri.split_once(':').unwrap_or((uri, ""));
-    m.parse(proto, body).expect_err(uri)
-}
+impl Rig {
+    fn parse(&mut self, uri: &str) -> Target {
+        let (proto, body) = uri.split_once(':').unwrap_or((uri, ""));
+        self.m
+            .parse(proto, body)
+            .unwrap_or_else(|e| panic!("{uri}: {e}"))
+    }
 
-fn raise(m: &mut Datagram, t: &mut Target, payload: &[u8]) -> Result<Raised, String> {
-    TestEvent::new("E_TEST")
-        .json(payload)
-        .with(|ev| m.raise(t, ev, Delivery(0)))
+    fn parse_err(&mut self, uri: &str) -> String {
+        let (proto, body) = uri.split_once(':').unwrap_or((uri, ""));
+        self.m.parse(proto, body).expect_err(uri)
+    }
+
+    fn delivery(&mut self) -> Delivery {
+        self.next += 1;
+        Delivery(self.next)
+    }
+
+    /// Raise `ev` and return the transport's own answer (`Pending` for a queued event).
+    fn raise_event(
+        &mut self,
+        t: &mut Target,
+        ev: &TestEvent,
+    ) -> (Delivery, Result<Raised, String>) {
+        let d = self.delivery();
+        (d, ev.with(|e| self.m.raise(t, e, d)))
+    }
+
+    /// Raise `payload` without flushing; `Ok` is the delivery the outcome will be reported for.
+    fn queue(&mut self, t: &mut Target, payload: &[u8]) -> Delivery {
+        let (d, r) = self.raise_event(t, &TestEvent::new("E_TEST").json(payload));
+        assert_eq!(r, Ok(Raised::Pending));
+        d
+    }
+
+    /// Raise `ev` and flush: the outcome the host ends up counting for it.
+    fn deliver(&mut self, t: &mut Target, ev: &TestEvent) -> Result<(), String> {
+        let (d, r) = self.raise_event(t, ev);
+        match r? {
+            Raised::Done => {
+                assert_eq!(
+                    self.reports_for(d),
+                    vec![],
+                    "a synchronous outcome is not reported"
+                );
+                Ok(())
+            }
+            Raised::Pending => {
+                self.m.flush();
+                self.outcome(d)
+            }
+        }
+    }
+
+    fn raise(&mut self, t: &mut Target, payload: &[u8]) -> Result<(), String> {
+        self.deliver(t, &TestEvent::new("E_TEST").json(payload))
+    }
+
+    fn reports_for(&self, d: Delivery) -> Vec<Result<(), String>> {
+        self.host
+            .statuses()
+            .into_iter()
+            .filter(|(id, _)| *id == d.0)
+            .map(|(_, r)| r)
+            .collect()
+    }
+
+    /// The one outcome reported for `d`.
+    fn outcome(&self, d: Delivery) -> Result<(), String> {
+        let mut r = self.reports_for(d);
+        assert_eq!(
+            r.len(),
+            1,
+            "delivery {d:?} must be reported exactly once: {r:?}"
+        );
+        r.remove(0)
+    }
+
+    fn reported(&self) -> usize {
+        self.host.statuses().len()
+    }
 }
 
 /// Golden event 0 as the host would hand it over: its params and its prebuilt JSON.
@@ -107,13 +185,12 @@ fn golden_path_resolves() {
 fn udp_v4_sends_the_golden_bytes() {
     let mut m = module();
     let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind 127.0.0.1");
-    let mut t = parse(&mut m, &format!("udp:{addr}"));
-    let r = golden_event().with(|ev| m.raise(&mut t, ev, Delivery(1)));
-    assert_eq!(r, Ok(Raised::Done));
+    let mut t = m.parse(&format!("udp:{addr}"));
+    assert_eq!(m.deliver(&mut t, &golden_event()), Ok(()));
     assert_eq!(recv(&rx), GOLDEN[0]);
     // Every golden payload goes out byte for byte, one datagram each.
     for g in GOLDEN {
-        assert_eq!(raise(&mut m, &mut t, g), Ok(Raised::Done));
+        assert_eq!(m.raise(&mut t, g), Ok(()));
         assert_eq!(recv(&rx), g);
     }
 }
@@ -125,15 +202,14 @@ fn udp_v6_loopback() {
         eprintln!("skipped: no IPv6 loopback");
         return;
     };
-    let mut t = parse(&mut m, &format!("udp:{addr}"));
+    let mut t = m.parse(&format!("udp:{addr}"));
     let mut printed = String::new();
-    m.print(&t, &mut printed);
+    m.m.print(&t, &mut printed);
     assert_eq!(printed, addr);
-    match golden_event().with(|ev| m.raise(&mut t, ev, Delivery(1))) {
-        Ok(Raised::Done) => assert_eq!(recv(&rx), GOLDEN[0]),
+    match m.deliver(&mut t, &golden_event()) {
+        Ok(()) => assert_eq!(recv(&rx), GOLDEN[0]),
         // An IPv6 stack without a usable socket on this host: the error must say so.
         Err(e) => assert!(e.contains("IPv6 is unavailable"), "{e}"),
-        Ok(other) => panic!("{other:?}"),
     }
 }
 
@@ -143,11 +219,8 @@ fn unix_sends_the_golden_bytes() {
     let dir = TempDir::new("unix");
     let path = dir.sock("rx.sock");
     let rx = unix_receiver(&path);
-    let mut t = parse(&mut m, &format!("unix:{path}"));
-    assert_eq!(
-        golden_event().with(|ev| m.raise(&mut t, ev, Delivery(1))),
-        Ok(Raised::Done)
-    );
+    let mut t = m.parse(&format!("unix:{path}"));
+    assert_eq!(m.deliver(&mut t, &golden_event()), Ok(()));
     let mut buf = vec![0u8; 4096];
     let n = rx.recv(&mut buf).expect("datagram");
     assert_eq!(&buf[..n], GOLDEN[0]);
@@ -157,20 +230,21 @@ fn unix_sends_the_golden_bytes() {
 fn transport_parse_match_print() {
     let mut m = module();
     assert_eq!(
-        parse_err(&mut m, "udp:127.0.0.1:0"),
+        m.parse_err("udp:127.0.0.1:0"),
         "bad port '0' in udp:127.0.0.1:0 (expected 1-65535)"
     );
     assert_eq!(
-        parse_err(&mut m, "unix:"),
+        m.parse_err("unix:"),
         "missing path in unix: (expected unix:/path/to/socket)"
     );
-    let a = parse(&mut m, "udp:127.0.0.1:9000");
-    let b = parse(&mut m, "udp:127.0.0.10:9000");
-    let c = parse(&mut m, "udp:localhost:9000");
+    let a = m.parse("udp:127.0.0.1:9000");
+    let b = m.parse("udp:127.0.0.10:9000");
+    let c = m.parse("udp:localhost:9000");
+    let (u1, u2) = (m.parse("unix:/tmp/a"), m.parse("unix:/tmp/ab"));
+    let m = &m.m;
     assert!(m.matches(&a, &a));
     assert!(!m.matches(&a, &b));
     assert!(m.matches(&a, &c));
-    let (u1, u2) = (parse(&mut m, "unix:/tmp/a"), parse(&mut m, "unix:/tmp/ab"));
     assert!(!m.matches(&u1, &u2) && !m.matches(&u2, &u1) && !m.matches(&u1, &a));
     let mut out = String::new();
     m.print(&c, &mut out);
@@ -181,44 +255,48 @@ fn transport_parse_match_print() {
 fn udp_size_limits() {
     let mut m = module();
     let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind");
-    let mut t = parse(&mut m, &format!("udp:{addr}"));
+    let mut t = m.parse(&format!("udp:{addr}"));
     let max = vec![b'x'; UDP4_MAX];
-    assert_eq!(raise(&mut m, &mut t, &max), Ok(Raised::Done));
+    assert_eq!(m.raise(&mut t, &max), Ok(()));
     assert_eq!(recv(&rx).len(), UDP4_MAX);
     let over = vec![b'x'; UDP4_MAX + 1];
     assert_eq!(
-        raise(&mut m, &mut t, &over),
+        m.raise(&mut t, &over),
         Err(format!("udp:{addr}: event of 65508 bytes exceeds the UDP/IPv4 datagram limit of 65507 bytes, event dropped"))
     );
-    let mut t6 = parse(&mut m, "udp:[::1]:9");
+    let mut t6 = m.parse("udp:[::1]:9");
     let over6 = vec![b'x'; UDP6_MAX + 1];
     assert_eq!(
-        raise(&mut m, &mut t6, &over6),
+        m.raise(&mut t6, &over6),
         Err("udp:[::1]:9: event of 65528 bytes exceeds the UDP/IPv6 datagram limit of 65527 bytes, event dropped"
             .to_string())
     );
+    // Refused before queueing: nothing is left for a flush to report.
+    m.m.flush();
+    assert_eq!(m.reported(), 1);
 }
 
 #[test]
 fn empty_payload_is_an_error() {
     let mut m = module();
-    let mut t = parse(&mut m, "udp:127.0.0.1:9");
+    let mut t = m.parse("udp:127.0.0.1:9");
     assert_eq!(
-        raise(&mut m, &mut t, b""),
+        m.raise(&mut t, b""),
         Err("udp:127.0.0.1:9: event has no JSON payload, nothing sent".into())
     );
 }
 
 #[test]
 fn missing_ipv6_fails_only_v6_sends() {
-    let mut m = module().without_ipv6();
+    let mut m = module();
+    m.m = m.m.without_ipv6();
     let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind");
-    let mut t4 = parse(&mut m, &format!("udp:{addr}"));
-    let mut t6 = parse(&mut m, "udp:[::1]:9");
-    assert_eq!(raise(&mut m, &mut t4, GOLDEN[2]), Ok(Raised::Done));
+    let mut t4 = m.parse(&format!("udp:{addr}"));
+    let mut t6 = m.parse("udp:[::1]:9");
+    assert_eq!(m.raise(&mut t4, GOLDEN[2]), Ok(()));
     assert_eq!(recv(&rx), GOLDEN[2]);
     assert_eq!(
-        raise(&mut m, &mut t6, GOLDEN[2]),
+        m.raise(&mut t6, GOLDEN[2]),
         Err("udp:[::1]:9: IPv6 is unavailable (disabled by test), event dropped".into())
     );
 }
@@ -228,9 +306,9 @@ fn unix_peer_missing_names_the_path() {
     let mut m = module();
     let dir = TempDir::new("missing");
     let path = dir.sock("nobody.sock");
-    let mut t = parse(&mut m, &format!("unix:{path}"));
+    let mut t = m.parse(&format!("unix:{path}"));
     assert_eq!(
-        raise(&mut m, &mut t, GOLDEN[3]),
+        m.raise(&mut t, GOLDEN[3]),
         Err(format!(
             "unix:{path}: no socket at this path (ENOENT), event dropped"
         ))
@@ -238,7 +316,7 @@ fn unix_peer_missing_names_the_path() {
     // A socket file whose owner has closed it (a crashed subscriber).
     drop(unix_receiver(&path));
     assert_eq!(
-        raise(&mut m, &mut t, GOLDEN[3]),
+        m.raise(&mut t, GOLDEN[3]),
         Err(format!(
             "unix:{path}: nothing is bound to this socket (ECONNREFUSED), event dropped"
         ))
@@ -246,19 +324,19 @@ fn unix_peer_missing_names_the_path() {
     // Once a subscriber binds the path, the same subscription starts working.
     std::fs::remove_file(&path).expect("remove stale socket");
     let rx = unix_receiver(&path);
-    assert_eq!(raise(&mut m, &mut t, GOLDEN[3]), Ok(Raised::Done));
+    assert_eq!(m.raise(&mut t, GOLDEN[3]), Ok(()));
     let mut buf = [0u8; 256];
     let n = rx.recv(&mut buf).expect("datagram");
     assert_eq!(&buf[..n], GOLDEN[3]);
 }
 
 /// Send to `t` until the receiver (which never reads) is full; returns the error and the
-/// slowest single raise.
-fn fill(m: &mut Datagram, t: &mut Target, payload: &[u8]) -> (String, Duration) {
+/// slowest single raise and flush.
+fn fill(m: &mut Rig, t: &mut Target, payload: &[u8]) -> (String, Duration) {
     let mut slowest = Duration::ZERO;
     for _ in 0..100_000 {
         let start = Instant::now();
-        let r = raise(m, t, payload);
+        let r = m.raise(t, payload);
         slowest = slowest.max(start.elapsed());
         if let Err(e) = r {
             return (e, slowest);
@@ -273,7 +351,7 @@ fn unix_receiver_that_never_reads_gets_eagain_without_blocking() {
     let dir = TempDir::new("full");
     let path = dir.sock("stuck.sock");
     let _rx = unix_receiver(&path);
-    let mut t = parse(&mut m, &format!("unix:{path}"));
+    let mut t = m.parse(&format!("unix:{path}"));
     let (e, slowest) = fill(&mut m, &mut t, GOLDEN[0]);
     assert_eq!(
         e,
@@ -285,7 +363,7 @@ fn unix_receiver_that_never_reads_gets_eagain_without_blocking() {
     );
     // Still full: fails again at once, no retry loop.
     let start = Instant::now();
-    assert!(raise(&mut m, &mut t, GOLDEN[0]).is_err());
+    assert!(m.raise(&mut t, GOLDEN[0]).is_err());
     assert!(start.elapsed() < Duration::from_millis(100));
 }
 
@@ -296,14 +374,14 @@ fn stuck_unix_receiver_does_not_starve_others() {
     let (stuck, live) = (dir.sock("stuck.sock"), dir.sock("live.sock"));
     let _stuck_rx = unix_receiver(&stuck);
     let live_rx = unix_receiver(&live);
-    let mut ts = parse(&mut m, &format!("unix:{stuck}"));
-    let mut tl = parse(&mut m, &format!("unix:{live}"));
+    let mut ts = m.parse(&format!("unix:{stuck}"));
+    let mut tl = m.parse(&format!("unix:{live}"));
     // Large events fill the sending socket's buffer before the receiver's queue limit: with a
     // shared sending socket the live subscriber would get EAGAIN as well.
     let big = vec![b'x'; 30_000];
     let (e, _) = fill(&mut m, &mut ts, &big);
     assert!(e.ends_with("socket buffer full, event dropped"), "{e}");
-    assert_eq!(raise(&mut m, &mut tl, &big), Ok(Raised::Done));
+    assert_eq!(m.raise(&mut tl, &big), Ok(()));
     let mut buf = vec![0u8; 40_000];
     assert_eq!(live_rx.recv(&mut buf).expect("datagram"), big.len());
 }
@@ -314,13 +392,211 @@ fn unix_oversized_names_size_and_limit() {
     let dir = TempDir::new("big");
     let path = dir.sock("rx.sock");
     let _rx = unix_receiver(&path);
-    let mut t = parse(&mut m, &format!("unix:{path}"));
-    let e = raise(&mut m, &mut t, &vec![b'x'; 4_000_000]).expect_err("too large");
+    let mut t = m.parse(&format!("unix:{path}"));
+    let e = m
+        .raise(&mut t, &vec![b'x'; 4_000_000])
+        .expect_err("too large");
     let head = format!("unix:{path}: event of 4000000 bytes exceeds the unix datagram limit of ");
     let tail = " bytes (send buffer size), event dropped";
     assert!(e.starts_with(&head) && e.ends_with(tail), "{e}");
     let limit = &e[head.len()..e.len() - tail.len()];
     assert!(limit.parse::<usize>().is_ok_and(|l| l > 1000), "{e}");
+}
+
+/// `n` bytes that say which destination and which event they are.
+fn numbered(dest: usize, seq: usize) -> Vec<u8> {
+    format!(r#"{{"jsonrpc":"2.0","method":"E_SEQ","params":[{dest},{seq}]}}"#).into_bytes()
+}
+
+#[test]
+fn queued_events_go_out_at_flush_in_order_with_one_report_each() {
+    let mut m = module();
+    let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind");
+    let mut t = m.parse(&format!("udp:{addr}"));
+    let ds: Vec<Delivery> = (0..10).map(|i| m.queue(&mut t, &numbered(0, i))).collect();
+    rx.set_nonblocking(true).expect("nonblocking");
+    assert!(rx.recv(&mut [0u8; 256]).is_err(), "sent before the flush");
+    assert_eq!(m.reported(), 0);
+    m.m.flush();
+    let reports = m.host.statuses();
+    let want: Vec<(u64, Result<(), String>)> = ds.iter().map(|d| (d.0, Ok(()))).collect();
+    assert_eq!(reports, want);
+    rx.set_nonblocking(false).expect("blocking");
+    for i in 0..10 {
+        assert_eq!(recv(&rx), numbered(0, i));
+    }
+    // An empty flush sends and reports nothing.
+    m.m.flush();
+    assert_eq!(m.reported(), 10);
+}
+
+#[test]
+fn a_full_batch_is_sent_before_the_next_event_is_queued() {
+    let mut m = module();
+    let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind");
+    let mut t = m.parse(&format!("udp:{addr}"));
+    for i in 0..BATCH_MSGS {
+        m.queue(&mut t, &numbered(0, i));
+    }
+    assert_eq!(m.reported(), 0);
+    let last = m.queue(&mut t, &numbered(0, BATCH_MSGS));
+    assert_eq!(m.reported(), BATCH_MSGS);
+    assert_eq!(
+        m.reports_for(last),
+        vec![],
+        "reported before its raise returned"
+    );
+    for i in 0..BATCH_MSGS {
+        assert_eq!(recv(&rx), numbered(0, i));
+    }
+    m.m.flush();
+    assert_eq!(m.outcome(last), Ok(()));
+    assert_eq!(recv(&rx), numbered(0, BATCH_MSGS));
+
+    // The byte bound: a payload that would overflow the buffer sends the batch first.
+    let chunk = vec![b'y'; BATCH_BYTES / 2 - 1];
+    let a = m.queue(&mut t, &chunk);
+    let b = m.queue(&mut t, &chunk);
+    assert_eq!(m.reports_for(a), vec![]);
+    let c = m.queue(&mut t, &chunk);
+    assert_eq!((m.outcome(a), m.outcome(b)), (Ok(()), Ok(())));
+    m.m.flush();
+    assert_eq!(m.outcome(c), Ok(()));
+    for _ in 0..3 {
+        assert_eq!(recv(&rx), chunk);
+    }
+}
+
+#[test]
+fn interleaved_destinations_keep_their_order() {
+    let mut m = module();
+    let dir = TempDir::new("order");
+    let udp: Vec<(UdpSocket, String)> = (0..2)
+        .map(|_| udp_receiver("127.0.0.1:0").expect("bind"))
+        .collect();
+    let unix: Vec<(UnixDatagram, String)> = (0..2)
+        .map(|i| {
+            let p = dir.sock(&format!("rx{i}.sock"));
+            (unix_receiver(&p), p)
+        })
+        .collect();
+    let uris: Vec<String> = udp
+        .iter()
+        .map(|(_, a)| format!("udp:{a}"))
+        .chain(unix.iter().map(|(_, p)| format!("unix:{p}")))
+        .collect();
+    let mut targets: Vec<Target> = uris.iter().map(|u| m.parse(u)).collect();
+    // UDP: across several batches. Unix: within the default receive queue of 10 datagrams
+    // (net.unix.max_dgram_qlen), as nobody reads until the end.
+    let (udp_n, unix_n) = (3 * BATCH_MSGS, 8);
+    let mut ds = Vec::new();
+    for seq in 0..udp_n {
+        for (dest, t) in targets.iter_mut().enumerate() {
+            if dest < 2 || seq < unix_n {
+                ds.push(m.queue(t, &numbered(dest, seq)));
+            }
+        }
+    }
+    m.m.flush();
+    for d in ds {
+        assert_eq!(m.outcome(d), Ok(()));
+    }
+    for (dest, (rx, _)) in udp.iter().enumerate() {
+        for seq in 0..udp_n {
+            assert_eq!(recv(rx), numbered(dest, seq));
+        }
+    }
+    let mut buf = [0u8; 256];
+    for (dest, (rx, _)) in unix.iter().enumerate() {
+        for seq in 0..unix_n {
+            let n = rx.recv(&mut buf).expect("datagram");
+            assert_eq!(&buf[..n], numbered(dest + 2, seq));
+        }
+    }
+}
+
+#[test]
+fn a_refusal_inside_a_batch_fails_that_event_only() {
+    let mut m = module();
+    let dir = TempDir::new("partial");
+    let path = dir.sock("stuck.sock");
+    let stuck = unix_receiver(&path);
+    let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind");
+    let mut tu = m.parse(&format!("unix:{path}"));
+    let mut tl = m.parse(&format!("udp:{addr}"));
+    // More than the unix receiver's queue holds, interleaved with a live UDP subscriber, all in
+    // one batch: the unix sendmmsg stops part-way and every later message must be accounted.
+    let n = 30;
+    let mut unix_ds = Vec::new();
+    let mut udp_ds = Vec::new();
+    for seq in 0..n {
+        unix_ds.push(m.queue(&mut tu, &numbered(0, seq)));
+        udp_ds.push(m.queue(&mut tl, &numbered(1, seq)));
+    }
+    m.m.flush();
+    assert_eq!(m.reported(), 2 * n);
+    let outcomes: Vec<Result<(), String>> = unix_ds.iter().map(|d| m.outcome(*d)).collect();
+    let ok = outcomes.iter().take_while(|r| r.is_ok()).count();
+    assert!(ok > 0 && ok < n, "{outcomes:?}");
+    let full = format!("unix:{path}: receiver's socket buffer full, event dropped");
+    assert!(
+        outcomes[ok..].iter().all(|r| r.as_ref() == Err(&full)),
+        "{outcomes:?}"
+    );
+    // What was reported delivered is exactly what the receiver has, in order.
+    stuck.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 256];
+    for seq in 0..ok {
+        let len = stuck.recv(&mut buf).expect("datagram");
+        assert_eq!(&buf[..len], numbered(0, seq));
+    }
+    assert!(stuck.recv(&mut buf).is_err(), "more than reported");
+    for (seq, d) in udp_ds.iter().enumerate() {
+        assert_eq!(m.outcome(*d), Ok(()));
+        assert_eq!(recv(&rx), numbered(1, seq));
+    }
+}
+
+#[test]
+fn free_and_destroy_send_what_is_queued() {
+    let mut m = module();
+    let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind");
+    let mut t = m.parse(&format!("udp:{addr}"));
+    let mut other = m.parse("udp:127.0.0.1:9");
+    let ds: Vec<Delivery> = (0..3).map(|i| m.queue(&mut t, &numbered(0, i))).collect();
+    // Freeing another socket leaves the batch alone.
+    m.m.free(&mut other);
+    assert_eq!(m.reported(), 0);
+    m.m.free(&mut t);
+    for (i, d) in ds.iter().enumerate() {
+        assert_eq!(m.outcome(*d), Ok(()));
+        assert_eq!(recv(&rx), numbered(0, i));
+    }
+    let mut t = m.parse(&format!("udp:{addr}"));
+    let d = m.queue(&mut t, GOLDEN[1]);
+    m.m.destroy();
+    assert_eq!(m.outcome(d), Ok(()));
+    assert_eq!(recv(&rx), GOLDEN[1]);
+}
+
+#[test]
+fn events_larger_than_the_batch_go_out_after_it() {
+    let mut m = module();
+    let dir = TempDir::new("large");
+    let path = dir.sock("rx.sock");
+    let rx = unix_receiver(&path);
+    let mut t = m.parse(&format!("unix:{path}"));
+    let small = [m.queue(&mut t, GOLDEN[0]), m.queue(&mut t, GOLDEN[1])];
+    let big = vec![b'z'; BATCH_BYTES + 1];
+    let (d, r) = m.raise_event(&mut t, &TestEvent::new("E_BIG").json(&big));
+    assert_eq!(r, Ok(Raised::Done));
+    assert_eq!(m.reports_for(d), vec![]);
+    assert_eq!((m.outcome(small[0]), m.outcome(small[1])), (Ok(()), Ok(())));
+    let mut buf = vec![0u8; 2 * BATCH_BYTES];
+    for want in [GOLDEN[0], GOLDEN[1], &big] {
+        let n = rx.recv(&mut buf).expect("datagram");
+        assert_eq!(&buf[..n], want);
+    }
 }
 
 /// Counts heap allocations per thread, to prove the raise path does none.
@@ -353,35 +629,54 @@ unsafe impl GlobalAlloc for CountingAlloc {
 static ALLOC: CountingAlloc = CountingAlloc;
 
 #[test]
-fn raise_path_does_not_allocate() {
+fn raise_and_flush_do_not_allocate() {
     let mut m = module();
     let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind");
     let dir = TempDir::new("alloc");
     let path = dir.sock("rx.sock");
     let urx = unix_receiver(&path);
     let mut targets = [
-        parse(&mut m, &format!("udp:{addr}")),
-        parse(&mut m, &format!("unix:{path}")),
+        m.parse(&format!("udp:{addr}")),
+        m.parse(&format!("unix:{path}")),
     ];
     let ev = golden_event();
+    // Through the Transport: queueing only (the fake host's reports allocate).
     let allocs = ev.with(|ev| {
         let before = ALLOCS.with(Cell::get);
         for t in &mut targets {
-            for _ in 0..5 {
-                assert_eq!(m.raise(t, ev, Delivery(0)), Ok(Raised::Done));
+            for i in 0..5 {
+                assert_eq!(m.m.raise(t, ev, Delivery(i)), Ok(Raised::Pending));
             }
         }
         ALLOCS.with(Cell::get) - before
     });
     assert_eq!(allocs, 0);
+    // The sender with a report that does not allocate: queueing, full batches and flushes.
+    let mut ok = [0u64; 2];
+    let mut report = |_: Delivery, r: Result<(), &str>| ok[usize::from(r.is_err())] += 1;
+    let before = ALLOCS.with(Cell::get);
+    m.m.sender.flush(&mut report);
+    for i in 0..3 * BATCH_MSGS as u64 {
+        let r =
+            m.m.sender
+                .send(&targets[0], GOLDEN[0], Delivery(i), &mut report);
+        assert_eq!(r, Ok(Sent::Queued));
+    }
+    m.m.sender.flush(&mut report);
+    assert_eq!(ALLOCS.with(Cell::get) - before, 0);
+    assert_eq!(ok, [10 + 3 * BATCH_MSGS as u64, 0]);
     // The counter itself works.
     let before = ALLOCS.with(Cell::get);
     std::hint::black_box(vec![0u8; 16]);
     assert!(ALLOCS.with(Cell::get) > before);
-    assert_eq!(recv(&rx), GOLDEN[0]);
+    for _ in 0..5 + 3 * BATCH_MSGS {
+        assert_eq!(recv(&rx), GOLDEN[0]);
+    }
     let mut buf = [0u8; 256];
-    let n = urx.recv(&mut buf).expect("datagram");
-    assert_eq!(&buf[..n], GOLDEN[0]);
+    for _ in 0..5 {
+        let n = urx.recv(&mut buf).expect("datagram");
+        assert_eq!(&buf[..n], GOLDEN[0]);
+    }
 }
 
 #[test]
@@ -407,7 +702,8 @@ fn exports_two_protos_with_json_and_expires() {
     );
 }
 
-/// Raise rate to one UDP receiver: `cargo test -p event_datagram --release -- --ignored --nocapture`.
+/// Raise rate to one UDP receiver, with a flush every 256 raises as the host does:
+/// `cargo test -p event_datagram --release -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn throughput_udp() {
@@ -423,21 +719,32 @@ fn throughput_udp() {
         }
         n
     });
-    let mut t = parse(&mut m, &format!("udp:{addr}"));
+    let mut t = m.parse(&format!("udp:{addr}"));
     let total = 2_000_000u64;
-    let mut failed = 0u64;
+    // [delivered, failed]
+    let mut counts = [0u64; 2];
     let start = Instant::now();
     golden_event().with(|ev| {
-        for _ in 0..total {
-            if m.raise(&mut t, ev, Delivery(0)).is_err() {
-                failed += 1;
+        let mut report = |_: Delivery, r: Result<(), &str>| counts[usize::from(r.is_err())] += 1;
+        for i in 0..total {
+            match m.m.sender.send(&t, ev.json(), Delivery(i), &mut report) {
+                Ok(Sent::Queued) => {}
+                Ok(Sent::Now) => report(Delivery(i), Ok(())),
+                Err(e) => report(Delivery(i), Err(&e)),
+            }
+            if i % 256 == 255 {
+                m.m.sender.flush(&mut report);
             }
         }
+        m.m.sender.flush(&mut report);
     });
     let secs = start.elapsed().as_secs_f64();
     let received = reader.join().unwrap_or(0);
+    m.m.free(&mut t);
     eprintln!(
-        "{total} raises in {secs:.3}s = {:.0}/s; send errors {failed}; received {received}",
-        total as f64 / secs
+        "{total} raises in {secs:.3}s = {:.0}/s; delivered {}, failed {}; received {received}",
+        total as f64 / secs,
+        counts[0],
+        counts[1]
     );
 }

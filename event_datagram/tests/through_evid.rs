@@ -173,3 +173,79 @@ fn oversized_events_fail_with_a_clear_log_and_others_still_flow() {
         d.log()
     );
 }
+
+#[test]
+fn batched_sends_are_counted_exactly_per_subscriber() {
+    let dir = TempDir::new("dgram-count");
+    // Never read until the end: its queue (10 datagrams by default) overflows mid-batch.
+    let stuck = UnixReceiver::bind(dir.join("stuck.sock"));
+    let live = UdpReceiver::new();
+    let n = 100;
+    let d = Daemon::start(&format!(
+        r#"loadmodule "event_datagram.so"
+max_while_loops = 1000
+startup_route {{
+    subscribe_event("E_CNT", "{}");
+    subscribe_event("E_CNT", "{}");
+    $avp(bn) = "seq"; $avp(bv) = 1;
+    $var(i) = 0;
+    while ($var(i) < {n}) {{
+        raise_event("E_CNT", $avp(bn), $avp(bv));
+        $var(i) = $var(i) + 1;
+    }}
+}}"#,
+        stuck.uri(),
+        live.uri()
+    ));
+    let stats = |uri: &str| {
+        let all = d
+            .mi("subscriber_stats", json!(["E_CNT"]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        all["Subscribers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["socket"] == json!(uri))
+            .cloned()
+            .unwrap_or_else(|| panic!("{uri} not in {all}"))
+    };
+    let count = |s: &serde_json::Value, k: &str| s[k].as_u64().unwrap_or(0);
+    let settled = |uri: &str| {
+        let s = stats(uri);
+        count(&s, "delivered") + count(&s, "failed") + count(&s, "dropped") == n
+    };
+    assert!(
+        wait_for(T, || settled(&stuck.uri()) && settled(&live.uri())),
+        "{}\n{}",
+        stats(&stuck.uri()),
+        d.log()
+    );
+    let udp = stats(&live.uri());
+    assert_eq!(
+        (count(&udp, "delivered"), count(&udp, "failed")),
+        (n, 0),
+        "{udp}"
+    );
+    assert_eq!(
+        live.recv_n(n as usize + 1, Duration::from_millis(300))
+            .len(),
+        n as usize
+    );
+    let unix = stats(&stuck.uri());
+    let got = stuck.recv_n(n as usize, Duration::from_millis(300)).len() as u64;
+    assert_eq!(count(&unix, "dropped"), 0, "{unix}");
+    assert_eq!(count(&unix, "delivered"), got, "{unix}");
+    assert!(count(&unix, "failed") > 0, "{unix}");
+    assert!(
+        unix["last_error"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("receiver's socket buffer full, event dropped")),
+        "{unix}"
+    );
+    assert!(
+        d.log()
+            .contains(&format!("delivery to {} failed", stuck.uri())),
+        "{}",
+        d.log()
+    );
+}

@@ -157,6 +157,7 @@ mi_flatstore_dir = "{dir}/events"
 loadmodule "event_stream.so"
 loadmodule "event_flatstore.so"
 loadmodule "event_virtual.so"
+loadmodule "event_datagram.so"
 startup_route {
     # Trusted: a destination MI may not use.
     subscribe_event("E_X", "tcp:127.0.0.2:9");
@@ -193,6 +194,11 @@ fn mi_subscriptions_reach_only_allowed_destinations_virtual_members_included() {
     not_allowed("127.0.0.2:9", "tcp:127.0.0.2:9".into());
     not_allowed("10.0.0.1:9", "tcp:10.0.0.1:9".into());
     not_allowed("169.254.169.254:80", "tcp:169.254.169.254:80".into());
+    // udp: the address resolved at subscribe time is checked; a unix socket has no peer.
+    ok("udp:127.0.0.1:9".into());
+    not_allowed("127.0.0.3:9", "udp:127.0.0.3:9".into());
+    not_allowed("[::1]:9", "udp:[::1]:9".into());
+    ok(format!("unix:{dir}/events/x.sock"));
     // A virtual socket's members are held to the whole policy.
     not_allowed(
         "10.0.0.1:9",
