@@ -43,9 +43,7 @@ pub fn notification(
                 out.push(b':');
             }
             match p.value.kind {
-                EVI_VALUE_INT => {
-                    let _ = write!(out, "{}", p.value.int);
-                }
+                EVI_VALUE_INT => int(&mut out, p.value.int),
                 EVI_VALUE_STR => string(&mut out, unsafe { p.value.str.as_bytes() }),
                 _ => out.extend_from_slice(b"null"),
             }
@@ -60,6 +58,11 @@ pub fn notification(
 /// UTF-8 passed through. Invalid UTF-8 becomes U+FFFD, so consumers always get valid JSON.
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
+    if s.is_ascii() {
+        escape(out, s);
+        out.push(b'"');
+        return;
+    }
     let mut rest = s;
     loop {
         match std::str::from_utf8(rest) {
@@ -79,9 +82,44 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
+/// Bytes a JSON string must escape: `"`, `\` and the control characters.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// A decimal integer, without the formatting machinery (this runs once per int param per event).
+fn int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 fn escape(out: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0;
     for (i, &b) in s.iter().enumerate() {
+        if !NEEDS_ESCAPE[b as usize] {
+            continue;
+        }
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -90,8 +128,7 @@ fn escape(out: &mut Vec<u8>, s: &[u8]) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
         out.extend_from_slice(&s[start..i]);
         if esc.is_empty() {
@@ -145,5 +182,10 @@ mod tests {
             notification("E_X", &positional, Some(("ev", "E_X"))),
             br#"{"jsonrpc":"2.0","method":"E_X","params":["E_X",-7]}"#
         );
+        for v in [0, 9, 10, -10, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            int(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+        }
     }
 }

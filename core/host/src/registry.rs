@@ -88,8 +88,8 @@ pub struct Registry {
     /// on the module's thread and then insert, as one step).
     pub(crate) write: Mutex<()>,
     next_sub_id: AtomicU64,
-    /// Subscriber id → subscriber, for async delivery reports (the delivery id is the
-    /// subscriber id). Weak: a report for a subscriber that is gone is ignored.
+    /// Subscriber id → subscriber, for async delivery reports (the delivery ticket carries the
+    /// subscriber id, see `latency.rs`). Weak: a report for a subscriber that is gone is ignored.
     by_id: RwLock<HashMap<u64, Weak<Subscriber>>>,
 }
 
