@@ -1,13 +1,12 @@
-//! The real `evid` process, the sinks the bench counts on (a flatstore file, UDP receivers) and
-//! MI statistics.
+//! The real `evid` process, its MI statistics and `/proc` figures, and waiting on the sinks
+//! (`sinks.rs`) the bench counts arrivals on.
 
+use crate::sinks::Sink;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A fresh scratch directory, removed on drop.
@@ -55,6 +54,16 @@ impl Daemon {
     /// `mi_http` is loaded first unless the body loads it) to a config and start
     /// `bin_dir/evid` on it. `started` is taken just before the spawn.
     pub fn spawn(bin_dir: &Path, tag: &str, body: &str) -> Result<Daemon, String> {
+        Daemon::spawn_env(bin_dir, tag, body, &[])
+    }
+
+    /// `spawn` with extra environment variables; `{dir}` in a value is the scratch dir.
+    pub fn spawn_env(
+        bin_dir: &Path,
+        tag: &str,
+        body: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, String> {
         let dir = Scratch::new(tag);
         let port = free_port();
         let body = body
@@ -70,7 +79,11 @@ impl Daemon {
         let log = dir.0.join("evid.log");
         let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let child = Command::new(bin_dir.join("evid"))
+        let mut cmd = Command::new(bin_dir.join("evid"));
+        for (k, v) in env {
+            cmd.env(k, v.replace("{dir}", &dir.0.display().to_string()));
+        }
+        let child = cmd
             .arg("-f")
             .arg(&cfg)
             .stdin(Stdio::null())
@@ -135,6 +148,17 @@ impl Daemon {
         }
     }
 
+    /// Whether MI answers right now (one `version` call, 200 ms at most).
+    pub fn mi_answers(&self) -> bool {
+        evid::mi_client::call(
+            &self.mi_url,
+            "version",
+            json!([]),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+    }
+
     /// Every statistic (`get_statistics all`) as name → value.
     pub fn stats(&self) -> Result<BTreeMap<String, u64>, String> {
         let v = self.mi("get_statistics", json!([["all"]]))?;
@@ -177,200 +201,6 @@ impl Drop for Daemon {
 /// One statistic, 0 when absent.
 pub fn stat(stats: &BTreeMap<String, u64>, name: &str) -> u64 {
     stats.get(name).copied().unwrap_or(0)
-}
-
-/// Something the bench counts arrivals on.
-pub trait Sink {
-    /// Poll: events seen so far.
-    fn count(&mut self) -> u64;
-    /// When the last one arrived.
-    fn last(&self) -> Option<Instant>;
-}
-
-/// Counts the lines of a file as it grows (reads only what is new).
-pub struct LineCounter {
-    path: PathBuf,
-    file: Option<std::fs::File>,
-    lines: u64,
-    last: Option<Instant>,
-    buf: Vec<u8>,
-}
-
-impl LineCounter {
-    pub fn new(path: PathBuf) -> LineCounter {
-        LineCounter {
-            path,
-            file: None,
-            lines: 0,
-            last: None,
-            buf: vec![0; 1 << 20],
-        }
-    }
-}
-
-impl Sink for LineCounter {
-    fn count(&mut self) -> u64 {
-        if self.file.is_none() {
-            self.file = std::fs::File::open(&self.path).ok();
-        }
-        if let Some(f) = self.file.as_mut() {
-            while let Ok(k) = f.read(&mut self.buf) {
-                if k == 0 {
-                    break;
-                }
-                self.lines += self.buf[..k].iter().filter(|&&c| c == b'\n').count() as u64;
-                self.last = Some(Instant::now());
-            }
-        }
-        self.lines
-    }
-
-    fn last(&self) -> Option<Instant> {
-        self.last
-    }
-}
-
-/// UDP sockets on 127.0.0.1 drained by one thread, counting datagrams per socket.
-pub struct UdpSink {
-    pub ports: Vec<u16>,
-    counts: Arc<Vec<AtomicU64>>,
-    last: Arc<Mutex<Option<Instant>>>,
-    first: Arc<Mutex<Option<Vec<u8>>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl UdpSink {
-    /// `n` receivers, each with a large receive buffer, drained in a non-blocking loop that naps
-    /// when every socket is empty (a consumer built for volume).
-    pub fn new(n: usize) -> Result<UdpSink, String> {
-        let mut socks = Vec::new();
-        let mut ports = Vec::new();
-        for _ in 0..n {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-            set_rcvbuf(&s, if n > 4 { 8 << 20 } else { 64 << 20 });
-            s.set_nonblocking(true).map_err(|e| e.to_string())?;
-            ports.push(s.local_addr().map_err(|e| e.to_string())?.port());
-            socks.push(s);
-        }
-        let counts: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
-        let last = Arc::new(Mutex::new(None));
-        let first = Arc::new(Mutex::new(None));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (counts, last, first, stop) =
-                (counts.clone(), last.clone(), first.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                while !stop.load(Ordering::Relaxed) {
-                    let mut got = 0u64;
-                    for (i, s) in socks.iter().enumerate() {
-                        let mut k = 0u64;
-                        while let Ok(len) = s.recv(&mut buf) {
-                            if k == 0 && got == 0 {
-                                let mut f = first.lock().unwrap_or_else(|p| p.into_inner());
-                                if f.is_none() {
-                                    *f = Some(buf[..len].to_vec());
-                                }
-                            }
-                            k += 1;
-                            if k == 4096 {
-                                break;
-                            }
-                        }
-                        if k > 0 {
-                            counts[i].fetch_add(k, Ordering::Relaxed);
-                            got += k;
-                        }
-                    }
-                    if got > 0 {
-                        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-                    } else {
-                        std::thread::sleep(Duration::from_micros(300));
-                    }
-                }
-            })
-        };
-        Ok(UdpSink {
-            ports,
-            counts,
-            last,
-            first,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    pub fn uri(&self, i: usize) -> String {
-        format!("udp:127.0.0.1:{}", self.ports[i])
-    }
-
-    pub fn total(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    pub fn per_socket(&self) -> Vec<u64> {
-        self.counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
-    }
-
-    /// The first datagram received (the payload evid sends).
-    pub fn first(&self) -> Option<Vec<u8>> {
-        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl Sink for UdpSink {
-    fn count(&mut self) -> u64 {
-        self.total()
-    }
-    fn last(&self) -> Option<Instant> {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Drop for UdpSink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: i32) {
-    use std::os::fd::AsRawFd;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt on a socket we own, with a pointer to a local int.
-        let r = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &bytes as *const i32 as *const libc::c_void,
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
-            return;
-        }
-    }
-}
-
-/// The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets).
-pub fn udp_rcvbuf_errors() -> u64 {
-    let s = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
-    let mut lines = s.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
-        return 0;
-    };
-    h.split_whitespace()
-        .zip(v.split_whitespace())
-        .find(|(k, _)| *k == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Poll `sinks` until each has `targets[i]` events, or none has moved for `stall` (some were

@@ -1,8 +1,11 @@
 //! # evi-bench
 //!
-//! The benchmark suite of issue 10: the scenarios OpenSIPS was measured with, run against the
-//! real `evid` binary and the real module `.so` files (and, for the subscriber-scaling and
-//! latency scenario, against the host in-process), each next to the OpenSIPS figure.
+//! The benchmark suite of issue 10: the scenarios OpenSIPS was measured with and one per
+//! transport (flatstore, UDP, unix, event_route, TCP stream, RabbitMQ with confirms, virtual),
+//! MI over HTTP, resident memory (idle, under load, beside dead destinations) and start-up time,
+//! run against the real `evid` binary and the real module `.so` files (the raise-latency
+//! scenarios 9 and 15 against the host in-process), next to the OpenSIPS figure where the issue
+//! has one. The scenarios are listed in `bench/README.md`.
 //!
 //! Every scenario checks its counts: events delivered equal events raised, or the difference is
 //! what the daemon itself reported as dropped/failed. A run that loses an event silently fails
@@ -14,6 +17,7 @@
 mod chart;
 mod daemon;
 mod scenarios;
+mod sinks;
 
 pub use daemon::Daemon;
 
@@ -32,11 +36,16 @@ pub struct Options {
     pub bin_dir: PathBuf,
     /// Where `results.csv` and `results.svg` go.
     pub out_dir: PathBuf,
-    /// Events per script loop (scenarios 1-6) and the delivery budget of scenario 9.
+    /// Events per script loop (1-6, 10-14, 16), the delivery budget of scenario 9 and the
+    /// events per case of 15.
     pub n: u64,
     /// Seconds each MI load run lasts (scenario 7).
     pub mi_secs: u64,
-    /// Scenario numbers to run (1..=9); empty = all.
+    /// Seconds scenario 17 raises beside dead destinations (60; `--quick`: 15).
+    pub dead_secs: u64,
+    /// Start-ups scenario 18 takes the median of (11; `--quick`: 5).
+    pub startup_runs: usize,
+    /// Scenario numbers to run (1..=18); empty = all.
     pub only: Vec<u32>,
     /// Print progress lines to stderr.
     pub verbose: bool,
@@ -71,6 +80,8 @@ pub struct Row {
     /// Dropped or failed, as reported by the daemon (MI statistics).
     pub lost_counted: u64,
     pub notes: String,
+    /// Samples over time (seconds, value in `unit`) for the chart: VmRSS in 16 and 17.
+    pub series: Vec<(f64, f64)>,
     /// Set when the scenario's requirement failed with every loss counted by evid (e.g.
     /// flatstore dropped events beside a dead destination). Uncounted losses are errors instead.
     pub failure: Option<String>,
@@ -113,6 +124,10 @@ pub fn run(opts: &Options) -> Result<Vec<Row>, String> {
             evid.display()
         ));
     }
+    // Fail before a long run, not in the middle of it, when the broker of scenario 13 is down.
+    if opts.wants(13) {
+        scenarios::require_broker()?;
+    }
     let mut rows = Vec::new();
     let push = |r: Vec<Row>, rows: &mut Vec<Row>| {
         for row in r {
@@ -148,6 +163,23 @@ pub fn run(opts: &Options) -> Result<Vec<Row>, String> {
     }
     if opts.wants(9) {
         push(scenarios::scaling(opts)?, &mut rows);
+    }
+    type Scenario = fn(&Options) -> Result<Vec<Row>, String>;
+    let more: [(u32, Scenario); 9] = [
+        (10, scenarios::loop_unix),
+        (11, scenarios::loop_route),
+        (12, scenarios::loop_stream),
+        (13, scenarios::loop_rabbitmq),
+        (14, scenarios::loop_virtual),
+        (15, scenarios::dead_latency),
+        (16, scenarios::load_memory),
+        (17, scenarios::dead_memory),
+        (18, scenarios::startup),
+    ];
+    for (k, f) in more {
+        if opts.wants(k) {
+            push(f(opts)?, &mut rows);
+        }
     }
     Ok(rows)
 }

@@ -5,6 +5,8 @@
 //! ```
 //! `EVID_BENCH_N` sets the events per script loop (default 1,000,000; `--quick`: 100,000),
 //! `EVID_BENCH_MI_SECS` the seconds per MI load run (default 10; `--quick`: 3),
+//! `EVID_BENCH_DEAD_SECS` how long scenario 17 runs beside dead destinations (default 60;
+//! `--quick`: 15),
 //! `EVID_BENCH_CLIENT=rust` uses the built-in HTTP client for scenario 7 even when `wrk` is
 //! installed. Exits non-zero if any scenario's counts are wrong.
 
@@ -35,7 +37,7 @@ fn main() {
                     .collect()
             }
             "-h" | "--help" => {
-                println!("evid-bench [--quick] [--out DIR] [--only 1,2,9]   (env EVID_BENCH_N, EVID_BENCH_MI_SECS, EVID_BENCH_CLIENT=rust)");
+                println!("evid-bench [--quick] [--out DIR] [--only 1,2,9]   (env EVID_BENCH_N, EVID_BENCH_MI_SECS, EVID_BENCH_DEAD_SECS, EVID_BENCH_CLIENT=rust)");
                 return;
             }
             other => {
@@ -53,6 +55,8 @@ fn main() {
         out_dir: out,
         n: env_u64("EVID_BENCH_N").unwrap_or(if quick { 100_000 } else { 1_000_000 }),
         mi_secs: env_u64("EVID_BENCH_MI_SECS").unwrap_or(if quick { 3 } else { 10 }),
+        dead_secs: env_u64("EVID_BENCH_DEAD_SECS").unwrap_or(if quick { 15 } else { 60 }),
+        startup_runs: if quick { 5 } else { 11 },
         only,
         verbose: true,
     };

@@ -30,6 +30,8 @@ fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
         out_dir: out.clone(),
         n,
         mi_secs: 1,
+        dead_secs: 1,
+        startup_runs: 1,
         only: vec![1, 2, 9],
         verbose: false,
     };

@@ -1,0 +1,194 @@
+//! Scenarios 4-6: the script loop into flatstore beside a dead RabbitMQ, XML-RPC or TCP stream
+//! subscriber; `Dead` is shared with the latency (15) and memory (17) scenarios.
+
+use super::{
+    accounted, check_flatstore, loop_cfg, loop_stats, rate, settle, SENDING, STALL, TIMEOUT,
+};
+use crate::daemon::{stat, wait_sinks, Daemon};
+use crate::sinks::LineCounter;
+use crate::{opensips, Options, Row};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The dead destinations of scenarios 4-6.
+#[derive(Debug, Clone, Copy)]
+pub enum Dead {
+    Rabbitmq,
+    Xmlrpc,
+    Stream,
+}
+
+impl Dead {
+    pub(crate) fn module(self) -> &'static str {
+        match self {
+            Dead::Rabbitmq => "event_rabbitmq",
+            Dead::Xmlrpc => "event_xmlrpc",
+            Dead::Stream => "event_stream",
+        }
+    }
+    pub(crate) fn socket(self, port: u16) -> String {
+        match self {
+            Dead::Rabbitmq => format!("rabbitmq:127.0.0.1:{port}/x"),
+            Dead::Xmlrpc => format!("xmlrpc:127.0.0.1:{port}:x"),
+            Dead::Stream => format!("tcp:127.0.0.1:{port}"),
+        }
+    }
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Dead::Rabbitmq => "RabbitMQ",
+            Dead::Xmlrpc => "XML-RPC",
+            Dead::Stream => "TCP event_stream",
+        }
+    }
+    pub(crate) fn number(self) -> u32 {
+        match self {
+            Dead::Rabbitmq => 4,
+            Dead::Xmlrpc => 5,
+            Dead::Stream => 6,
+        }
+    }
+    pub(crate) fn opensips(self) -> f64 {
+        match self {
+            Dead::Rabbitmq => opensips::DEAD_RABBITMQ,
+            Dead::Xmlrpc => opensips::DEAD_XMLRPC,
+            Dead::Stream => opensips::DEAD_STREAM,
+        }
+    }
+
+    /// Events the module still holds (its own queues), from its MI status command, called
+    /// through `mi` (a daemon's MI, or an in-process host's).
+    pub(crate) fn held(self, mi: &dyn Fn(&str, Value) -> Result<Value, String>) -> u64 {
+        let sum = |v: &Value, list: &str, keys: &[&str]| -> u64 {
+            v[list]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| {
+                            keys.iter()
+                                .map(|k| x[*k].as_u64().unwrap_or(0))
+                                .sum::<u64>()
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        match self {
+            Dead::Rabbitmq => mi("event_rabbitmq:status", json!([]))
+                .map(|v| {
+                    // A list of brokers, or an object holding one.
+                    let v = if v.is_array() {
+                        json!({ "Brokers": v })
+                    } else {
+                        v
+                    };
+                    let key = v
+                        .as_object()
+                        .and_then(|m| m.keys().next().cloned())
+                        .unwrap_or_default();
+                    sum(&v, &key, &["buffered", "in_flight"])
+                })
+                .unwrap_or(0),
+            Dead::Xmlrpc => mi("event_xmlrpc:stats", json!([]))
+                .map(|v| sum(&v, "Destinations", &["queued"]))
+                .unwrap_or(0),
+            Dead::Stream => mi("event_stream:stats", json!([]))
+                .map(|v| {
+                    let key = v
+                        .as_object()
+                        .and_then(|m| m.keys().next().cloned())
+                        .unwrap_or_default();
+                    sum(&v, &key, &["queued"])
+                })
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Check that every one of the `n` events raised to the one `dead` subscriber of a daemon is
+/// accounted for: failed or dropped (counted), still held by its module (its MI status) or in
+/// its host queue; none delivered. Returns (failed, dropped, held + queued).
+pub(crate) fn check_dead(
+    d: &Daemon,
+    dead: Dead,
+    n: u64,
+    what: &str,
+) -> Result<(u64, u64, u64), String> {
+    let module = dead.module();
+    // Consistent view: what the module counted, what it still holds, what the host queue holds.
+    let (mut acc, mut held, mut queued) = (0, 0, 0);
+    for _ in 0..20 {
+        let st = d.stats()?;
+        held = dead.held(&|m, p| d.mi(m, p));
+        let st2 = d.stats()?;
+        acc = accounted(&st2, module);
+        queued = stat(&st2, &format!("{module}:queue_len"));
+        if accounted(&st, module) == acc && acc + held + queued + SENDING >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = d.stats()?;
+    if acc + held + queued > n || acc + held + queued + SENDING < n {
+        return Err(format!(
+            "{what}: {n} raised; the dead {} subscriber accounts for {acc} (delivered+failed+dropped), its module holds {held}, the host queue {queued}: {} events unaccounted\n{}",
+            dead.label(),
+            n as i64 - (acc + held + queued) as i64,
+            d.log_tail()
+        ));
+    }
+    let delivered = stat(&st, &format!("{module}:delivered"));
+    if delivered > 0 {
+        return Err(format!(
+            "{what}: the dead {} got {delivered} deliveries: it is not dead",
+            dead.label()
+        ));
+    }
+    let failed = stat(&st, &format!("{module}:failed"));
+    let dropped = stat(&st, &format!("{module}:dropped"));
+    Ok((failed, dropped, n.saturating_sub(failed + dropped)))
+}
+
+/// 4-6: flatstore with a dead subscriber beside it. Flatstore must get every event; the dead
+/// one's events must all be accounted for (failed/dropped, or still held by the module).
+pub fn loop_dead(o: &Options, dead: Dead) -> Result<Vec<Row>, String> {
+    let n = o.n;
+    let k = dead.number();
+    let what = format!("scenario {k} (loop → flatstore + dead {})", dead.label());
+    let module = dead.module();
+    // Port 1 on loopback: nobody listens, connects are refused at once.
+    let mut d = Daemon::spawn(
+        &o.bin_dir,
+        "dead",
+        &loop_cfg(
+            n,
+            &["event_flatstore", module],
+            &["flatstore:{dir}/out.log".into(), dead.socket(1)],
+        ),
+    )?;
+    let mut file = LineCounter::new(d.dir.0.join("out.log"));
+    let (c, last) = wait_sinks(&mut d, &mut [&mut file], &[n], STALL, TIMEOUT);
+    let value = rate(c[0], d.started, last);
+    loop_stats(&mut d, n, &what)?;
+    let st = settle(&d, module, n, Duration::from_secs(10))?;
+    let failure = check_flatstore(&what, c[0], n, &st, &d)?;
+    let (failed, dropped, held) = check_dead(&d, dead, n, &what)?;
+    let row = Row {
+        failure,
+        id: k.to_string(),
+        scenario: format!("flatstore + dead {}", dead.label()),
+        value,
+        unit: "events/s",
+        opensips: Some(dead.opensips()),
+        raised: n,
+        delivered: c[0],
+        lost_counted: failed + dropped,
+        notes: format!(
+            "flatstore lines {}; the dead {} failed {failed}, dropped (host queue full) {dropped}, still held by the module {held} (after 10 s)",
+            c[0],
+            dead.label(),
+        ),
+        ..Row::default()
+    };
+    d.stop();
+    Ok(vec![row])
+}

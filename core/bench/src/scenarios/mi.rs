@@ -1,0 +1,222 @@
+//! Scenario 7: MI `raise_event` over HTTP with keep-alive (wrk, or the suite's own client).
+
+use super::{STALL, TIMEOUT};
+use crate::daemon::{stat, Daemon};
+use crate::sinks::{LineCounter, Sink};
+use crate::{opensips, Options, Row};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+const MI_BODY: &str = r#"{"jsonrpc":"2.0","method":"raise_event","params":["E_BENCH",{"id":42,"user":"alice","msg":"hello world"}],"id":1}"#;
+
+/// The MI client of scenario 7: `wrk` when installed (the client of the OpenSIPS figures),
+/// otherwise (or with `EVID_BENCH_CLIENT=rust`) keep-alive connections from this process.
+fn use_wrk() -> bool {
+    std::env::var("EVID_BENCH_CLIENT").map_or(true, |v| v != "rust")
+        && std::process::Command::new("wrk")
+            .arg("--version")
+            .output()
+            .is_ok()
+}
+
+struct Load {
+    ok: u64,
+    errors: u64,
+    secs: f64,
+    client: String,
+}
+
+fn wrk(url: &str, conns: usize, secs: u64, dir: &std::path::Path) -> Result<Load, String> {
+    let lua = dir.join("post.lua");
+    std::fs::write(
+        &lua,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{MI_BODY}'\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("wrk")
+        .args([
+            "-t",
+            &conns.min(2).to_string(),
+            "-c",
+            &conns.to_string(),
+            "-d",
+            &format!("{secs}s"),
+            "-s",
+        ])
+        .arg(&lua)
+        .arg(url)
+        .output()
+        .map_err(|e| format!("wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // "  123456 requests in 5.00s, 12.34MB read"
+    let line = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .ok_or_else(|| format!("wrk printed no result:\n{text}"))?;
+    let mut it = line.split_whitespace();
+    let total: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let secs: f64 = line
+        .split(" requests in ")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(secs as f64);
+    let bad: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let sock: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map(|v| {
+            v.split(',')
+                .filter_map(|p| p.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Ok(Load {
+        ok: total.saturating_sub(bad),
+        errors: bad + sock,
+        secs,
+        client: format!("wrk -t{} -c{conns}", conns.min(2)),
+    })
+}
+
+/// Keep-alive POSTs of `MI_BODY` on `conns` connections for `secs`; every answer must be a 200
+/// with a `result`.
+fn rust_load(addr: &str, path: &str, conns: usize, secs: u64) -> Result<Load, String> {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{MI_BODY}",
+        MI_BODY.len()
+    );
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(secs);
+    let workers: Vec<_> = (0..conns)
+        .map(|_| {
+            let (req, addr) = (req.clone(), addr.to_string());
+            std::thread::spawn(move || -> Result<(u64, u64), String> {
+                let mut s = std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+                let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let (mut ok, mut bad) = (0u64, 0u64);
+                let mut buf = Vec::with_capacity(4096);
+                let mut chunk = [0u8; 4096];
+                while Instant::now() < deadline {
+                    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+                    buf.clear();
+                    let (head_end, len) = loop {
+                        let k = s.read(&mut chunk).map_err(|e| e.to_string())?;
+                        if k == 0 {
+                            return Err("MI closed the connection".into());
+                        }
+                        buf.extend_from_slice(&chunk[..k]);
+                        if let Some(e) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..e]).to_ascii_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            break (e + 4, len);
+                        }
+                    };
+                    while buf.len() < head_end + len {
+                        let k = s.read(&mut chunk).map_err(|e| e.to_string())?;
+                        if k == 0 {
+                            return Err("MI closed the connection".into());
+                        }
+                        buf.extend_from_slice(&chunk[..k]);
+                    }
+                    let good = buf.starts_with(b"HTTP/1.1 200")
+                        && buf[head_end..].windows(8).any(|w| w == b"\"result\"");
+                    if good {
+                        ok += 1;
+                    } else {
+                        bad += 1;
+                    }
+                }
+                Ok((ok, bad))
+            })
+        })
+        .collect();
+    let (mut ok, mut errors) = (0, 0);
+    for w in workers {
+        let (a, b) = w.join().map_err(|_| "load thread panicked".to_string())??;
+        ok += a;
+        errors += b;
+    }
+    Ok(Load {
+        ok,
+        errors,
+        secs: t0.elapsed().as_secs_f64(),
+        client: format!("evid-bench keep-alive client, {conns} connections"),
+    })
+}
+
+/// 7: MI `raise_event` over HTTP, 1 and 4 keep-alive connections; every accepted raise must be
+/// a line in the flatstore file.
+pub fn mi_http(o: &Options) -> Result<Vec<Row>, String> {
+    let mut d = Daemon::spawn(
+        &o.bin_dir,
+        "mi",
+        "log_level = 2\nloadmodule \"event_flatstore.so\"\nstartup_route { subscribe_event(\"E_BENCH\", \"flatstore:{dir}/mi.log\"); }\n",
+    )?;
+    d.wait_mi(Duration::from_secs(20))?;
+    let mut file = LineCounter::new(d.dir.0.join("mi.log"));
+    let wrk_ok = use_wrk();
+    let (addr, path) = evid::mi_client::split_url(&d.mi_url)?;
+    let mut rows = Vec::new();
+    for (conns, os) in [(1usize, opensips::MI_1), (4, opensips::MI_4)] {
+        let what = format!("scenario 7 (MI raise_event, {conns} connections)");
+        let before_lines = file.count();
+        let before = stat(&d.stats()?, "evi_events:E_BENCH");
+        let load = if wrk_ok {
+            wrk(&d.mi_url, conns, o.mi_secs, &d.dir.0)?
+        } else {
+            rust_load(&addr, &path, conns, o.mi_secs)?
+        };
+        let raised = stat(&d.stats()?, "evi_events:E_BENCH") - before;
+        let mut lines = 0;
+        crate::daemon::wait_sinks(
+            &mut d,
+            &mut [&mut file],
+            &[before_lines + raised],
+            STALL,
+            TIMEOUT,
+        );
+        lines += file.count() - before_lines;
+        // wrk does not count requests still in flight when its time is up (at most one per
+        // connection); our own client counts exactly.
+        let slack = if wrk_ok { conns as u64 } else { 0 };
+        if load.errors > 0
+            || lines != raised
+            || raised < load.ok
+            || raised > load.ok + slack
+            || load.ok == 0
+        {
+            return Err(format!(
+                "{what}: client {} got {} OK answers and {} errors; evid raised {raised}; the file has {lines} new lines",
+                load.client, load.ok, load.errors
+            ));
+        }
+        rows.push(Row {
+            id: format!("7/{conns}"),
+            scenario: format!("MI raise_event over HTTP, {conns} conn"),
+            value: load.ok as f64 / load.secs,
+            unit: "req/s",
+            opensips: Some(os),
+            raised,
+            delivered: lines,
+            notes: format!(
+                "{}, {:.1} s; every OK answer is a line in the flatstore file",
+                load.client, load.secs
+            ),
+            ..Row::default()
+        });
+    }
+    d.stop();
+    Ok(rows)
+}
