@@ -4,8 +4,12 @@ use evi_sdk::queue::{self, Receiver, Sender};
 use evi_sdk::{Host, OwnedEvent};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 type Job = (Arc<str>, OwnedEvent);
+
+/// How long `raise` waits for room in the workers' queue before the event fails.
+pub const SUBMIT_WAIT: Duration = Duration::from_millis(100);
 
 pub struct Pool {
     tx: Option<Sender<Job>>,
@@ -33,12 +37,16 @@ impl Pool {
         })
     }
 
-    /// Queue one event for `route`; never blocks.
+    /// Queue one event for `route`, waiting up to [`SUBMIT_WAIT`] while the workers are behind.
     pub fn submit(&self, route: &Arc<str>, event: OwnedEvent) -> Result<(), String> {
         let Some(tx) = &self.tx else {
             return Err("event_route is stopping".into());
         };
-        tx.try_send((route.clone(), event)).map_err(|_| {
+        // Waiting here holds this module's thread, so its host queue fills and the script or MI
+        // raisers wait (`evi_raise_wait`) instead of routes being dropped: backpressure down the
+        // chain. No cycle can form: a route raising back into this module waits at most its
+        // own bounded time.
+        tx.send_timeout((route.clone(), event), SUBMIT_WAIT).map_err(|_| {
             format!(
                 "event_route queue full ({} events): event dropped (raise workers or queue_size)",
                 self.capacity
