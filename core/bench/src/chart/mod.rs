@@ -35,6 +35,7 @@ fn short(id: &str) -> &str {
         "1" => "1 flatstore",
         "2" => "2 UDP",
         "2/raw" => "raw sendto",
+        "2/raw-mmsg" => "raw sendmmsg",
         "3" => "3 flat+UDP",
         "4" => "4 +dead RMQ",
         "5" => "5 +dead XMLRPC",
