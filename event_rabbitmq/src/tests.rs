@@ -81,6 +81,19 @@ fn errors_name_the_bad_part() {
 }
 
 #[test]
+fn errors_are_one_line() {
+    // Found by fuzz/ (uris): the socket was quoted raw, so a newline split the error.
+    for body in ["\n", "h:1\r\n/k%zz", "h/colour\n=red?k", "h/\u{1b}[2J?k%"] {
+        let e = RabbitUri::parse(body).expect_err(body);
+        assert!(!e.contains(char::is_control), "{body:?}: {e:?}");
+    }
+    assert_eq!(
+        RabbitUri::parse("a\nb").unwrap_err(),
+        r"rabbitmq socket 'a\nb': missing '/' before the routing key"
+    );
+}
+
+#[test]
 fn print_re_parses_to_an_equal_socket() {
     for body in [
         "127.0.0.1/pike",
@@ -89,6 +102,13 @@ fn print_re_parses_to_an_equal_socket() {
         "user@[::1]:5680/k",
         "h/exchange=amq.direct?key with space",
     ] {
+        let u = parse(body);
+        let p = printed(&u);
+        assert_eq!(parse(&p), u, "{body} printed as {p}");
+    }
+    // Found by fuzz/ (uris): hosts with a ':' were always bracketed, and brackets cannot hold
+    // a ']', '/' or '@'.
+    for body in ["a]:b:5680/k", "x%2F%3Ay/k", "x%40:y:1/k", "%5B::1%5D:9/k"] {
         let u = parse(body);
         let p = printed(&u);
         assert_eq!(parse(&p), u, "{body} printed as {p}");

@@ -60,7 +60,7 @@ impl BrokerKey {
 impl RabbitUri {
     /// Parse the part after `rabbitmq:`; the error names the bad part.
     pub fn parse(body: &str) -> Result<RabbitUri, String> {
-        let fail = |what: String| format!("rabbitmq socket '{body}': {what}");
+        let fail = |what: String| one_line(format!("rabbitmq socket '{body}': {what}"));
         let (authority, path) = body
             .split_once('/')
             .ok_or_else(|| fail("missing '/' before the routing key".into()))?;
@@ -218,8 +218,28 @@ impl RabbitUri {
     }
 }
 
+/// Control characters escaped (`\n`, `\u{1b}`...), so that a socket with a newline in it cannot
+/// split the log line or MI error that quotes it, as the other transports' errors do.
+fn one_line(msg: String) -> String {
+    if !msg.contains(char::is_control) {
+        return msg;
+    }
+    msg.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// An IPv6-like host in brackets (read back raw); any other host %-escaped, which reads back
+/// through the unbracketed form whatever it holds (a `]`, `/` or `@` would break the brackets).
 fn host_for_print(host: &str) -> String {
-    if host.contains(':') {
+    let bracketable = |b: u8| b.is_ascii_alphanumeric() || b":.%-_".contains(&b);
+    if host.contains(':') && host.bytes().all(bracketable) {
         format!("[{host}]")
     } else {
         escape(host)

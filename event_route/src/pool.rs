@@ -46,12 +46,13 @@ impl Pool {
         // raisers wait (`evi_raise_wait`) instead of routes being dropped: backpressure down the
         // chain. No cycle can form: a route raising back into this module waits at most its
         // own bounded time.
-        tx.send_timeout((route.clone(), event), SUBMIT_WAIT).map_err(|_| {
-            format!(
+        tx.send_timeout((route.clone(), event), SUBMIT_WAIT)
+            .map_err(|_| {
+                format!(
                 "event_route queue full ({} events): event dropped (raise workers or queue_size)",
                 self.capacity
             )
-        })
+            })
     }
 
     /// Let the workers finish what is queued, then join them.

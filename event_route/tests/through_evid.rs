@@ -127,3 +127,36 @@ fn route_sockets_must_name_a_block() {
         Some(json!("OK"))
     );
 }
+
+#[test]
+fn route_names_with_a_semicolon() {
+    // A quoted block name may hold a `;`: the daemon subscribes `route:a;b;async` (the mode is
+    // always written), which prints and parses back (found by fuzz/, target uris).
+    let d = Daemon::start(
+        r#"
+loadmodule "event_flatstore.so"
+startup_route {
+    subscribe_event("E_OUT", "flatstore:{dir}/out.log");
+}
+event_route["E;X"] {
+    raise_event("E_OUT");
+}
+"#,
+    );
+    let subs = d
+        .mi("subscribers_list", json!(["E;X"]))
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    assert_eq!(
+        subs["Event"]["Subscribers"],
+        json!([{"socket": "route:E;X;async", "expire": "never"}])
+    );
+    d.mi("raise_event", json!(["E;X"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = d.dir.join("out.log");
+    assert!(
+        wait_for(T, || read(&out) == "E_OUT\n"),
+        "{:?}\n{}",
+        read(&out),
+        d.log()
+    );
+}

@@ -69,7 +69,7 @@ pub fn body(method: &str, event: &Event<'_>, named: NamedParams) -> Vec<u8> {
 /// Text content for XML 1.0: `<` `&` `>` escaped (OpenSIPS escaped nothing, so a `<` in a SIP
 /// header made the request invalid), CR as `&#13;` (a parser would turn a raw one into LF),
 /// and what XML 1.0 cannot carry at all, invalid UTF-8 and control characters other than tab
-/// and LF, replaced by U+FFFD.
+/// and LF, U+FFFE and U+FFFF, replaced by U+FFFD.
 pub fn escape(out: &mut Vec<u8>, s: &[u8]) {
     let mut rest = s;
     loop {
@@ -93,19 +93,31 @@ pub fn escape(out: &mut Vec<u8>, s: &[u8]) {
 fn escape_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let rep: &[u8] = match b {
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'&' => b"&amp;",
-            b'\r' => b"&#13;",
-            b'\t' | b'\n' => continue,
-            0..=0x1f | 0x7f => "\u{FFFD}".as_bytes(),
-            _ => continue,
+    let mut i = 0;
+    while i < bytes.len() {
+        let (rep, len): (&[u8], usize) = match bytes[i] {
+            b'<' => (b"&lt;", 1),
+            b'>' => (b"&gt;", 1),
+            b'&' => (b"&amp;", 1),
+            b'\r' => (b"&#13;", 1),
+            b'\t' | b'\n' => {
+                i += 1;
+                continue;
+            }
+            0..=0x1f | 0x7f => ("\u{FFFD}".as_bytes(), 1),
+            // U+FFFE and U+FFFF (EF BF BE / EF BF BF) are not XML 1.0 characters either.
+            0xef if matches!(bytes.get(i + 1..i + 3), Some([0xbf, 0xbe | 0xbf])) => {
+                ("\u{FFFD}".as_bytes(), 3)
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(rep);
-        start = i + 1;
+        i += len;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -133,6 +145,11 @@ mod tests {
         assert_eq!(esc(b"x\x00y\x1bz\x7f"), "x\u{FFFD}y\u{FFFD}z\u{FFFD}");
         assert_eq!(esc(b"bad\xff\xfeend"), "bad\u{FFFD}\u{FFFD}end");
         assert_eq!(esc(b"cut\xe2\x82"), "cut\u{FFFD}");
+        // Found by fuzz/ (payload): U+FFFE and U+FFFF made the body invalid XML.
+        assert_eq!(
+            esc("a\u{FFFE}b\u{FFFF}c\u{FFFD}\u{EFBF}".as_bytes()),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}\u{EFBF}"
+        );
     }
 
     #[test]

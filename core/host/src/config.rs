@@ -365,10 +365,11 @@ impl Prepared {
         // OpenSIPS subscribes every event_route block to its event, permanently. The 2.x
         // `[E_X, sync]` form asks the transport to run the route inline (`route:E_X;sync`).
         for (name, pos) in script.event_routes() {
+            // The mode is always written: a route name may contain `;` (`event_route["a;b"]`).
             let mode = if script.event_route_is_sync(&name) {
                 ";sync"
             } else {
-                ""
+                ";async"
             };
             if let Err(why) = host.subscribe(&name, &format!("route:{name}{mode}"), None) {
                 return fail(host, &pos, why.to_string());
