@@ -1,9 +1,20 @@
-//! The daemon's one log output on stderr: `2026-11-26T11:52:19.123Z INFO  [module] message`, or
-//! with `log_format = "json"` one JSON object per line (`ts`, `level`, `module`, `msg`).
+//! The daemon's one log output on stderr, through `tracing`: `log` records of the host and of
+//! every module (which log through the host API) become `tracing` events (`tracing-log`), and
+//! native `tracing` events join them. Formatted as `2026-11-26T11:52:19.123Z INFO  [module] message`
+//! for people, or with `log_format = "json"` as one JSON object per line (`ts`, `level`,
+//! `module`, `msg`, plus any structured fields) for log shippers.
+//!
+//! The level is `log`'s max level: MI `log_level` changes it at runtime for both kinds of event.
 
-use std::io::Write;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 /// `log_format = "json"`: one JSON object per line, for log shippers.
 static JSON: AtomicBool = AtomicBool::new(false);
@@ -13,46 +24,89 @@ pub fn set_json(on: bool) {
     JSON.store(on, Ordering::Relaxed);
 }
 
-struct Stderr;
+/// Install the `tracing` subscriber and the `log` bridge, at `level`.
+pub fn init(level: log::LevelFilter) {
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(std::io::stderr)
+        .event_format(EvidFormat)
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    let _ = tracing_log::LogTracer::builder().with_max_level(level).init();
+    log::set_max_level(level);
+}
 
-impl log::Log for Stderr {
-    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
-        meta.level() <= log::max_level()
+/// The message and the other fields of one event.
+#[derive(Default)]
+struct Fields {
+    msg: String,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.to_string());
     }
 
-    fn log(&self, r: &log::Record<'_>) {
-        if !self.enabled(r.metadata()) {
-            return;
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}"));
+    }
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "message" => self.msg = value,
+            // What tracing-log keeps of the `log` record; the target is read separately.
+            n if n.starts_with("log.") => {}
+            n => self.extra.push((n, value)),
         }
-        let target = r.target();
+    }
+}
+
+struct EvidFormat;
+
+impl<S, N> FormatEvent<S, N> for EvidFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut out: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let target = meta.target();
         // Our own crates log under their module path; modules and the script under their name.
-        let target = if target.starts_with("evi_host") || target.starts_with("evid") {
+        let module = if target.starts_with("evi_host") || target.starts_with("evid") {
             "core"
         } else {
             target
         };
-        let line = if JSON.load(Ordering::Relaxed) {
-            let v = serde_json::json!({
+        let mut f = Fields::default();
+        event.record(&mut f);
+        if JSON.load(Ordering::Relaxed) {
+            let mut v = serde_json::json!({
                 "ts": timestamp(),
-                "level": r.level().as_str(),
-                "module": target,
-                "msg": r.args().to_string(),
+                "level": meta.level().as_str(),
+                "module": module,
+                "msg": f.msg,
             });
-            format!("{v}\n")
+            for (k, val) in f.extra {
+                v[k] = serde_json::Value::String(val);
+            }
+            writeln!(out, "{v}")
         } else {
-            format!("{} {:<5} [{target}] {}\n", timestamp(), r.level(), r.args())
-        };
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            let mut line = format!("{} {:<5} [{module}] {}", timestamp(), meta.level(), f.msg);
+            for (k, val) in f.extra {
+                let _ = write!(line, " {k}={val}");
+            }
+            writeln!(out, "{line}")
+        }
     }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: Stderr = Stderr;
-
-pub fn init(level: log::LevelFilter) {
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(level);
 }
 
 /// RFC 3339 UTC with milliseconds, without a date library.
