@@ -13,7 +13,7 @@ use evi_sdk::queue::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use evi_sdk::Delivery;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,6 +46,8 @@ pub struct Stats {
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
     pub connections: AtomicU64,
+    /// The last connection attempt failed (cleared by the next that succeeds).
+    pub down: AtomicBool,
 }
 
 /// A destination's queue, shared by the sockets that resolve to it.
@@ -57,6 +59,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether the destination is unreachable now (its last connection attempt failed).
+    pub fn is_down(&self) -> bool {
+        self.stats.down.load(Ordering::Relaxed)
+    }
+
     /// Refuse an event before it is built when the queue is full (a dead or slow destination
     /// then costs a raise one load and a count, not a payload).
     pub fn check_room(&self) -> Result<(), String> {
@@ -324,10 +331,12 @@ impl Worker {
         match self.conn.connect(self.addr, self.cfg.connect_timeout) {
             Ok(()) => {
                 self.stats.connections.fetch_add(1, Ordering::Relaxed);
+                self.stats.down.store(false, Ordering::Relaxed);
                 self.retry_at = None;
                 self.backoff = BACKOFF_MIN;
             }
             Err(e) => {
+                self.stats.down.store(true, Ordering::Relaxed);
                 self.last_error = format!("connect: {e}");
                 self.retry_at = Some(now + self.backoff);
                 self.backoff = (self.backoff * 2).min(BACKOFF_MAX);

@@ -98,6 +98,20 @@ fn stat(d: &Daemon, port: u16, what: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A subscriber's counters as the daemon keeps them (MI `subscriber_stats`).
+fn host_stat(d: &Daemon, socket: &str, what: &str) -> u64 {
+    let r = d
+        .mi("subscriber_stats", json!(["E_GOLDEN"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    r["Subscribers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["socket"] == json!(socket))
+        .and_then(|s| s[what].as_u64())
+        .unwrap_or(0)
+}
+
 fn subscribe(d: &Daemon, socket: &str) {
     d.mi("event_subscribe", json!(["E_GOLDEN", socket]))
         .unwrap_or_else(|e| panic!("{socket}: {e}"));
@@ -235,7 +249,15 @@ fn a_dead_consumer_fails_fast_and_does_not_delay_a_live_one() {
         raise(&d, json!(["E_GOLDEN", [i]]));
     }
     assert_eq!(live.wait_n(5).len(), 5);
-    assert!(wait_for(T, || stat(&d, dead, "failed") == 5), "{}", d.log());
+    // Every event to the dead one is a counted failure (some failed by the daemon itself once
+    // the module reported the destination down).
+    let dead_socket = format!("tcp:127.0.0.1:{dead}");
+    assert!(
+        wait_for(T, || host_stat(&d, &dead_socket, "failed") == 5),
+        "{}",
+        d.log()
+    );
+    assert_eq!(host_stat(&d, &dead_socket, "delivered"), 0);
     assert_eq!(stat(&d, dead, "delivered"), 0);
     assert!(
         d.log().contains("connect: Connection refused"),
@@ -271,4 +293,61 @@ fn refresh_matches_host_port_and_method() {
     // Both sockets share the consumer's one connection.
     assert!(wait_for(T, || stat(&d, peer.port, "delivered") == 2));
     assert_eq!(stat(&d, peer.port, "connections"), 1);
+}
+
+/// A destination that refuses connections is reported down: the daemon fails its events itself
+/// (counted), only a probe every 100 ms reaches the module, and once the consumer is listening
+/// again, a probe connects and events flow.
+#[test]
+fn a_down_destination_is_failed_by_the_daemon_until_a_probe_connects() {
+    let d = daemon("");
+    let port = evi_testkit::free_port();
+    let socket = format!("tcp:127.0.0.1:{port}");
+    subscribe(&d, &socket);
+    let mut raised = 0;
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        raise(&d, json!(["E_GOLDEN", [raised]]));
+        raised += 1;
+    }
+    assert!(
+        wait_for(T, || host_stat(&d, &socket, "failed") == raised),
+        "{raised} raised: {}",
+        host_stat(&d, &socket, "failed")
+    );
+    // What reached the module: its own per-destination counts.
+    let handled = stat(&d, port, "failed") + stat(&d, port, "dropped");
+    assert!(
+        handled * 4 < raised,
+        "the module handled {handled} of {raised}: the daemon did not fail them itself"
+    );
+    let listener =
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = Vec::new();
+        while let Ok(n) = std::io::Read::read(&mut conn, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&got).contains("\"recovered\"") {
+                break;
+            }
+        }
+        got
+    });
+    assert!(
+        wait_for(T, || {
+            raise(&d, json!(["E_GOLDEN", ["recovered"]]));
+            std::thread::sleep(Duration::from_millis(50));
+            host_stat(&d, &socket, "delivered") > 0
+        }),
+        "{}",
+        d.log()
+    );
+    let got = reader.join().unwrap_or_default();
+    assert!(String::from_utf8_lossy(&got).contains("\"recovered\""));
 }

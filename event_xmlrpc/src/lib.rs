@@ -36,7 +36,13 @@ use uri::Dest;
 /// The module instance.
 pub struct EventXmlrpc {
     senders: Senders,
+    /// The daemon (unset in unit tests): told when a destination is down, so it stops handing
+    /// us events for it for a while.
+    host: Option<Host>,
 }
+
+/// How long the daemon fails a down destination's events itself before the next one probes.
+const DOWN_FOR: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A subscriber socket: where to send, and (after the first raise) its destination's queue.
 pub struct Socket {
@@ -49,6 +55,7 @@ impl EventXmlrpc {
     pub fn new(cfg: Config, report: Report) -> EventXmlrpc {
         EventXmlrpc {
             senders: Senders::new(cfg, report),
+            host: None,
         }
     }
 
@@ -78,7 +85,9 @@ impl Module for EventXmlrpc {
     fn init(host: Host, params: &Params) -> Result<Self, String> {
         // `Host` stays valid until `destroy` returns, and `destroy` joins every sender thread.
         let report: Report = Arc::new(move |d, r| host.delivery_status(d, r));
-        Ok(EventXmlrpc::new(Config::from_params(params), report))
+        let mut module = EventXmlrpc::new(Config::from_params(params), report);
+        module.host = Some(host);
+        Ok(module)
     }
 
     fn destroy(&mut self) {
@@ -129,6 +138,13 @@ impl Transport for EventXmlrpc {
         let Some(route) = &socket.route else {
             return Err("xmlrpc: no route".into());
         };
+        // While the destination is down, the daemon fails the next events itself; this one
+        // still goes to the sender, whose connection attempt probes the destination.
+        if route.is_down() {
+            if let Some(host) = self.host {
+                host.suspend(delivery, DOWN_FOR);
+            }
+        }
         route.check_room()?;
         let body = payload::body(&dest.method, event, self.senders.config().named);
         let mut request = http::head(&dest.path, &dest.authority(), body.len());

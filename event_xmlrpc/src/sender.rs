@@ -35,6 +35,8 @@ pub struct Stats {
     pub dropped: AtomicU64,
     pub retries: AtomicU64,
     pub connections: AtomicU64,
+    /// The last connection attempt failed (cleared by the next that succeeds).
+    pub down: AtomicBool,
     pub queued: AtomicU64,
 }
 
@@ -48,6 +50,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether the destination is unreachable now (its last connection attempt failed).
+    pub fn is_down(&self) -> bool {
+        self.stats.down.load(Ordering::Relaxed)
+    }
+
     /// Refuse an event before it is built when the queue is full (a dead or slow destination
     /// then costs a raise one load and a count, not a payload).
     pub fn check_room(&self) -> Result<(), String> {
@@ -285,7 +292,9 @@ impl Worker {
     fn attempt(&mut self, request: &[u8]) -> Result<(), Attempt> {
         for _ in 0..2 {
             if self.conn.is_none() {
-                self.conn = Some(Conn::connect(self.addr, self.cfg.connect_timeout)?);
+                let conn = Conn::connect(self.addr, self.cfg.connect_timeout);
+                self.stats.down.store(conn.is_err(), Ordering::Relaxed);
+                self.conn = Some(conn?);
                 self.stats.connections.fetch_add(1, Ordering::Relaxed);
             }
             let Some(conn) = self.conn.as_mut() else {

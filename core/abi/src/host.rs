@@ -72,6 +72,13 @@ pub struct EviHost {
         token: u64,
         err: EviWriter,
     ) -> EviStatus,
+    /// ABI 1.1. The destination of `delivery`'s subscriber is down (its transport knows: a
+    /// refused connection, a failing disk): for `millis`, the host fails that subscriber's new
+    /// events itself, counted like failures the transport reported, instead of queueing each one
+    /// to this module. The first event after it reaches the module again (a probe). Call it from
+    /// `raise` with the delivery being refused. Read `size` before calling: a 1.0 host has no
+    /// such field.
+    pub delivery_suspend: unsafe extern "C" fn(ctx: *mut c_void, delivery: u64, millis: u32),
 }
 
 // SAFETY: every function is documented thread-safe; ctx is an opaque handle.

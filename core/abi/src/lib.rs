@@ -52,7 +52,7 @@ pub const EVI_MAGIC: u64 = u64::from_le_bytes(*b"EVIDMOD\x01");
 pub const EVI_ABI_MAJOR: u32 = 1;
 /// Bumped on additive changes; the host loads modules of its minor or lower.
 ///
-/// 1.1: `EviTransport::destinations`.
+/// 1.1: `EviTransport::destinations`, `EviHost::delivery_suspend`.
 pub const EVI_ABI_MINOR: u32 = 1;
 
 /// The declaration layout hash of each minor of this major (index = minor). A module of minor

@@ -40,7 +40,19 @@ fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
         assert_eq!(r.failure, None, "{r:?}");
     }
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(ids, ["1", "2", "2/raw", "9/1", "9/4", "9/16", "9/64"]);
+    assert_eq!(
+        ids,
+        [
+            "1",
+            "2",
+            "2/raw",
+            "2/raw-mmsg",
+            "9/1",
+            "9/4",
+            "9/16",
+            "9/64"
+        ]
+    );
 
     let flat = &rows[0];
     assert_eq!((flat.raised, flat.delivered, flat.lost_counted), (n, n, 0));
@@ -52,7 +64,7 @@ fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
     assert_eq!(udp.delivered + udp.lost_counted, n, "{udp:?}");
     assert!(udp.delivered > 0 && udp.value > 0.0);
 
-    for r in &rows[3..] {
+    for r in &rows[4..] {
         let subs: u64 = r.id[2..].parse().unwrap_or(0);
         // Paced raiser: every datagram to every subscriber arrives.
         assert_eq!(r.delivered, r.raised * subs, "{r:?}");

@@ -32,7 +32,9 @@ pub fn init(level: log::LevelFilter) {
         .event_format(EvidFormat)
         .finish();
     let _ = tracing::subscriber::set_global_default(subscriber);
-    let _ = tracing_log::LogTracer::builder().with_max_level(level).init();
+    let _ = tracing_log::LogTracer::builder()
+        .with_max_level(level)
+        .init();
     log::set_max_level(level);
 }
 

@@ -173,7 +173,11 @@ fn slow_and_idle_connections_by_the_thousand_do_not_lock_others_out() {
         assert!(served > 10, "{served}");
         // At most MAX_CONNECTIONS (128) are open on the daemon's side at any time, each with a
         // second descriptor (the handle that shuts it down at stop or eviction).
-        assert!(fds(pid) <= fds0 + 2 * 128 + 16, "descriptors {fds0} -> {}", fds(pid));
+        assert!(
+            fds(pid) <= fds0 + 2 * 128 + 16,
+            "descriptors {fds0} -> {}",
+            fds(pid)
+        );
         after.push(status_kb(pid, "VmRSS:"));
         drop(idle);
         drop(slow);

@@ -14,6 +14,9 @@ pub struct Raised {
     pub queued: usize,
     /// Subscribers that lost it because their module's queue was full.
     pub dropped: usize,
+    /// Subscribers whose destination their transport reported down (`delivery_suspend`): the
+    /// event failed at once, counted on the subscriber.
+    pub failed: usize,
 }
 
 /// OpenSIPS's limit on raises nested inside event routes (`MAX_REC_LEV`).
@@ -51,6 +54,7 @@ impl Shared {
                 let mut out = Raised {
                     queued: 0,
                     dropped: 0,
+                    failed: 0,
                 };
                 let subs = entry.subscribers.load();
                 if subs.is_empty() {
@@ -66,6 +70,14 @@ impl Shared {
                 ));
                 for sub in subs.iter() {
                     if sub.is_expired(now) {
+                        continue;
+                    }
+                    // A destination known to be down costs this load and two counts, not a
+                    // job for its module (which would build a payload only to fail it).
+                    if sub.stats.suspended_until_us.load(Ordering::Relaxed) > event.raised_at_us {
+                        sub.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        sub.module.failed.fetch_add(1, Ordering::Relaxed);
+                        out.failed += 1;
                         continue;
                     }
                     if sub.module.enqueue_raise(event.clone(), sub.clone()) {
@@ -122,6 +134,22 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
 
 impl Shared {
     /// An async transport's late outcome for delivery `delivery` (the subscriber id).
+    /// `delivery_suspend`: fail the subscriber's events at the raiser for `millis`.
+    pub(crate) fn suspend_delivery(&self, delivery: u64, millis: u32) {
+        // A member raise (event_virtual's) has its own delivery ids: the group's policy already
+        // skips a failed member, so there is nothing to suspend.
+        if delivery >> 63 == 1 {
+            return;
+        }
+        if let Some(sub) = self
+            .registry
+            .subscriber(crate::latency::ticket_sub(delivery))
+        {
+            let until = crate::clock::unix_now_us() + i64::from(millis.min(60_000)) * 1000;
+            sub.stats.suspended_until_us.store(until, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn delivery_status(&self, delivery: u64, status: EviStatus, msg: &[u8]) {
         if self.member_delivery_status(delivery, status, msg) {
             return;

@@ -31,6 +31,7 @@ pub(crate) fn table(ctx: *mut c_void) -> EviHost {
         socket_open: host_socket_open,
         socket_close: host_socket_close,
         socket_raise: host_socket_raise,
+        delivery_suspend: host_delivery_suspend,
     }
 }
 
@@ -140,6 +141,16 @@ unsafe extern "C" fn host_raise(
         }
     }))
     .unwrap_or(EviStatus::ERROR)
+}
+
+unsafe extern "C" fn host_delivery_suspend(c: *mut c_void, delivery: u64, millis: u32) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`.
+        let c = unsafe { ctx(c) };
+        if let Some(shared) = c.shared.upgrade() {
+            shared.suspend_delivery(delivery, millis);
+        }
+    }));
 }
 
 unsafe extern "C" fn host_delivery_status(

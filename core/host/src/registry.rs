@@ -28,6 +28,9 @@ pub struct SubscriberStats {
     pub dropped: AtomicU64,
     /// The latest failure reason (copied only when it changes).
     pub last_error: Mutex<Option<String>>,
+    /// Until this time (µs, the clock of `raised_at_us`) the host fails this subscriber's events
+    /// itself: its transport said the destination is down (`delivery_suspend`). 0 = never.
+    pub(crate) suspended_until_us: AtomicI64,
     /// Unix second of the last failure log line (failures are logged at most once a second).
     pub(crate) last_logged: AtomicI64,
     /// Unix second of the last drop log line (likewise).

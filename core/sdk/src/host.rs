@@ -80,6 +80,23 @@ impl Host {
         unsafe { (api.delivery_status)(api.ctx, delivery.0, st, EviStr::new(msg.as_bytes())) }
     }
 
+    /// The destination of `delivery`'s socket is down: for `for_how_long` (at most a minute),
+    /// the daemon fails the socket's new events itself, counted as failures, instead of handing
+    /// each one to [`crate::Transport::raise`]; the first one after that reaches `raise` again.
+    /// Call it from `raise` when refusing an event because the destination is unreachable (not
+    /// merely slow: a slow one's queue drains). A no-op on a daemon without it.
+    pub fn suspend(&self, delivery: crate::Delivery, for_how_long: std::time::Duration) {
+        let api = self.api();
+        let has = api.size
+            >= std::mem::offset_of!(evi_abi::EviHost, delivery_suspend)
+                + std::mem::size_of::<usize>();
+        if has {
+            let ms = for_how_long.as_millis().min(60_000) as u32;
+            // SAFETY: the field exists (checked against the host's size); ctx is this module's.
+            unsafe { (api.delivery_suspend)(api.ctx, delivery.0, ms) }
+        }
+    }
+
     /// Execute one JSON-RPC MI request; `None` for a notification (no reply).
     pub fn mi_execute(&self, request: &[u8]) -> Option<Vec<u8>> {
         let mut reply = Vec::new();

@@ -49,6 +49,7 @@ pub struct FakeHost {
     mi: Box<MiFn>,
     raised: std::sync::Mutex<Vec<RecordedRaise>>,
     statuses: std::sync::Mutex<Vec<(u64, Result<(), String>)>>,
+    suspensions: std::sync::Mutex<Vec<(u64, u32)>>,
     logs: std::sync::Mutex<Vec<String>>,
 }
 
@@ -84,10 +85,12 @@ impl FakeHost {
                 socket_open: fake::socket_open,
                 socket_close: fake::socket_close,
                 socket_raise: fake::socket_raise,
+                delivery_suspend: fake::delivery_suspend,
             },
             mi: Box::new(mi),
             raised: Default::default(),
             statuses: Default::default(),
+            suspensions: Default::default(),
             logs: Default::default(),
         }));
         h.api.ctx = h as *mut FakeHost as *mut std::ffi::c_void;
@@ -116,6 +119,14 @@ impl FakeHost {
     /// Every delivery report so far.
     pub fn statuses(&self) -> Vec<(u64, Result<(), String>)> {
         self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every `delivery_suspend` so far: (delivery, milliseconds).
+    pub fn suspensions(&self) -> Vec<(u64, u32)> {
+        self.suspensions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -188,6 +199,14 @@ mod fake {
             .unwrap_or_else(|p| p.into_inner())
             .push((text(name), params));
         EviStatus::OK
+    }
+
+    pub unsafe extern "C" fn delivery_suspend(ctx: *mut c_void, d: u64, millis: u32) {
+        me(ctx)
+            .suspensions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((d, millis));
     }
 
     pub unsafe extern "C" fn delivery_status(ctx: *mut c_void, d: u64, st: EviStatus, msg: EviStr) {

@@ -16,8 +16,9 @@ const EVENTS_LIST: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"events_list"}"#
 /// The body of shared/conformance/opensips/mi/mi_events_list.response.http (OpenSIPS 3.x).
 const EVENTS_REPLY: &str = r#"{"jsonrpc":"2.0","result":{"Events":[{"name":"E_CORE_SR_STATUS_CHANGED","id":0},{"name":"E_CORE_THRESHOLD","id":1},{"name":"E_CORE_SHM_THRESHOLD","id":2},{"name":"E_CORE_PKG_THRESHOLD","id":3},{"name":"E_CORE_PROC_AUTO_SCALE","id":4},{"name":"E_CORE_TCP_DISCONNECT","id":5},{"name":"E_FLATSTORE_ROTATION","id":6},{"name":"E_GOLDEN","id":7},{"name":"E_BENCH","id":8},{"name":"E_CORE_LOG","id":9}]},"id":1}"#;
 
-/// Held `"hold"` calls wait until this is set.
+/// Held `"hold"` calls wait until this is set; `HOLDING` counts those waiting.
 static RELEASE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static HOLDING: AtomicUsize = AtomicUsize::new(0);
 
 /// A fake engine: `events_list` gets the OpenSIPS reply, a request without `"id"` is a
 /// notification, `"panic"` panics, `"slow"` takes 300 ms, `"hold"` waits for [`RELEASE`],
@@ -31,8 +32,11 @@ fn fake() -> Arc<MiFn> {
         if text.contains("slow") {
             thread::sleep(Duration::from_millis(300));
         }
-        while text.contains("hold") && !RELEASE.load(Ordering::Acquire) {
-            thread::sleep(Duration::from_millis(5));
+        if text.contains("hold") {
+            HOLDING.fetch_add(1, Ordering::SeqCst);
+            while !RELEASE.load(Ordering::Acquire) {
+                thread::sleep(Duration::from_millis(5));
+            }
         }
         if !text.contains("\"id\"") {
             return None;
@@ -439,7 +443,8 @@ fn slow_clients_at_the_limit_make_room_for_a_new_one() {
 /// When every connection has a request in an MI call, there is no one to evict: 503.
 #[test]
 fn when_every_connection_is_in_an_mi_call_the_next_gets_503() {
-    let server = start();
+    // One MI slot per connection, so the test can see when all of them are inside a call.
+    let server = start_with(Config::new("mi", mi_http::MAX_CONNECTIONS, 4096));
     let addr = server.local_addr();
     let mut busy: Vec<Client> = Vec::new();
     for _ in 0..mi_http::MAX_CONNECTIONS {
@@ -447,15 +452,17 @@ fn when_every_connection_is_in_an_mi_call_the_next_gets_503() {
         c.post("/mi", br#"{"jsonrpc":"2.0","id":1,"method":"hold"}"#);
         busy.push(c);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut c = Client::connect(addr);
-        if c.response().map(|r| r.status()) == Some(503) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never got 503");
-        thread::sleep(Duration::from_millis(20));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while HOLDING.load(Ordering::SeqCst) < mi_http::MAX_CONNECTIONS {
+        assert!(
+            Instant::now() < deadline,
+            "{} calls held",
+            HOLDING.load(Ordering::SeqCst)
+        );
+        thread::sleep(Duration::from_millis(10));
     }
+    let mut c = Client::connect(addr);
+    assert_eq!(c.response().map(|r| r.status()), Some(503));
     RELEASE.store(true, Ordering::Release);
     for c in &mut busy {
         assert_eq!(c.response().map(|r| r.status()), Some(200));
