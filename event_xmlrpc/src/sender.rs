@@ -37,6 +37,9 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// The last connection attempt failed (cleared by the next that succeeds).
     pub down: AtomicBool,
+    /// No socket uses this destination any more: what is queued is tried once, without
+    /// retries, and after a failure the rest fails at once, so the thread ends soon.
+    pub closing: AtomicBool,
     pub queued: AtomicU64,
 }
 
@@ -168,6 +171,7 @@ impl Senders {
             .collect();
         for k in idle {
             if let Some(e) = self.routes.remove(&k) {
+                e.route.stats.closing.store(true, Ordering::Release);
                 drop(e.route);
                 self.retired.push(e.thread);
             }
@@ -223,14 +227,22 @@ struct Worker {
 }
 
 impl Worker {
+    /// The module is stopping, or no socket uses this destination any more.
+    fn ending(&self) -> bool {
+        self.stopping.load(Ordering::Acquire) || self.stats.closing.load(Ordering::Acquire)
+    }
+
     /// Until every sender is gone and the queue is empty.
     fn run(mut self, rx: Receiver<Job>) {
-        // Once stopping, a server that failed is not tried again for the rest of the queue.
+        // Once stopping (or closing), a server that failed is not tried again for the rest of
+        // the queue.
         let mut dead_at_stop: Option<String> = None;
         while let Some(job) = rx.recv() {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             let result = match &dead_at_stop {
-                Some(why) => Err(format!("not sent at shutdown: {why}")),
+                Some(why) => Err(format!(
+                    "not sent: the server failed while this sender was ending: {why}"
+                )),
                 None => self.deliver(&job),
             };
             match result {
@@ -240,7 +252,7 @@ impl Worker {
                 }
                 Err(why) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    if self.stopping.load(Ordering::Acquire) && dead_at_stop.is_none() {
+                    if self.ending() && dead_at_stop.is_none() {
                         dead_at_stop = Some(why.clone());
                     }
                     (self.report)(job.delivery, Err(&format!("xmlrpc:{}: {why}", self.name)));
@@ -262,7 +274,7 @@ impl Worker {
                 Attempt::Http(HttpError::Status(code, _)) => *code >= 500,
                 Attempt::Http(HttpError::Protocol(_)) | Attempt::Fault(_) => false,
             };
-            if !retryable || attempt >= self.cfg.retries || self.stopping.load(Ordering::Acquire) {
+            if !retryable || attempt >= self.cfg.retries || self.ending() {
                 let tries = if attempt > 0 {
                     format!(" (after {} attempts)", attempt + 1)
                 } else {
@@ -281,7 +293,7 @@ impl Worker {
         let total = Duration::from_millis(100u64 << attempt.min(6)).min(Duration::from_secs(5));
         let step = Duration::from_millis(20);
         let mut slept = Duration::ZERO;
-        while slept < total && !self.stopping.load(Ordering::Acquire) {
+        while slept < total && !self.ending() {
             std::thread::sleep(step);
             slept += step;
         }

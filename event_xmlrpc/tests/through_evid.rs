@@ -420,3 +420,43 @@ fn full_queue_drops_are_counted_and_refresh_matches() {
         d.log()
     );
 }
+
+fn sender_threads(d: &Daemon) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| t.ok())
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "evid-xmlrpc")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A dead server's last subscriber leaves with events still queued: they are tried once, fail
+/// (counted), and the sender thread ends, instead of retrying each one with back-off for minutes
+/// while subscribers to other dead ports pile up threads (found by scripts/soak).
+#[test]
+fn a_dead_server_left_by_its_last_subscriber_ends_its_sender_soon() {
+    let d = daemon("modparam(\"event_xmlrpc\", \"retries\", 5)");
+    let port = evi_testkit::free_port();
+    let socket = format!("xmlrpc:127.0.0.1:{port}:m");
+    subscribe(&d, &socket);
+    for i in 0..300 {
+        raise(&d, json!(["E_GOLDEN", [i]]));
+    }
+    assert_eq!(sender_threads(&d), 1);
+    d.mi("event_subscribe", json!(["E_GOLDEN", socket, 0]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_for(Duration::from_secs(5), || sender_threads(&d) == 0),
+        "the sender of a dead server still runs: {}",
+        d.log()
+    );
+    let all = d
+        .mi("get_statistics", json!([["event_xmlrpc:"]]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all["event_xmlrpc:failed"], 300, "{all}");
+}

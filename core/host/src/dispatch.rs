@@ -150,7 +150,14 @@ impl Shared {
         }
     }
 
-    pub(crate) fn delivery_status(&self, delivery: u64, status: EviStatus, msg: &[u8]) {
+    /// The outcome of a `PENDING` raise, reported by module `module`.
+    pub(crate) fn delivery_status(
+        &self,
+        module: &str,
+        delivery: u64,
+        status: EviStatus,
+        msg: &[u8],
+    ) {
         if self.member_delivery_status(delivery, status, msg) {
             return;
         }
@@ -173,7 +180,18 @@ impl Shared {
                     msg,
                 )
             }
-            None => log::debug!("delivery status for a subscriber that is gone ({delivery})"),
+            // The subscription ended while its event was in flight: the module's totals still
+            // count the outcome, so raised = delivered + failed + dropped holds per module.
+            None => {
+                if let Some(m) = self.module_named(module) {
+                    let c = if status == EviStatus::OK {
+                        &m.delivered
+                    } else {
+                        &m.failed
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 }

@@ -166,7 +166,7 @@ unsafe extern "C" fn host_delivery_status(
             return;
         };
         let msg = unsafe { msg.as_bytes() }.to_vec();
-        shared.delivery_status(delivery, status, &msg);
+        shared.delivery_status(&c.module, delivery, status, &msg);
     }));
 }
 

@@ -34,7 +34,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn module_named(&self, name: &str) -> Option<Arc<Module>> {
+    pub(crate) fn module_named(&self, name: &str) -> Option<Arc<Module>> {
         self.modules
             .read()
             .unwrap_or_else(|p| p.into_inner())
