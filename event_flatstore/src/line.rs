@@ -59,7 +59,7 @@ impl LineFormat {
             first = false;
             match param.value {
                 Value::Null => {}
-                Value::Int(i) => push_i64(out, i),
+                Value::Int(i) => evi_sdk::abi::payload::int(out, i),
                 Value::Str(s) => self.push_str(out, s),
             }
         }
@@ -96,25 +96,6 @@ impl LineFormat {
 
 fn has_line_break(s: &str) -> bool {
     s.contains(['\n', '\r'])
-}
-
-/// Decimal without going through `fmt` (this runs once per int per event).
-fn push_i64(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 #[cfg(test)]

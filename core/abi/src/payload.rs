@@ -95,8 +95,9 @@ static NEEDS_ESCAPE: [bool; 256] = {
     t
 };
 
-/// A decimal integer, without the formatting machinery (this runs once per int param per event).
-fn int(out: &mut Vec<u8>, v: i64) {
+/// A decimal integer, without the formatting machinery (this runs once per int param per event;
+/// flatstore's lines use it too).
+pub fn int(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];
     let mut n = v.unsigned_abs();
     let mut i = buf.len();

@@ -12,21 +12,6 @@ const WAIT: Duration = Duration::from_secs(20);
 const CONFIG: &str = "loadmodule \"event_datagram.so\"\n\
     startup_route { subscribe_event(\"E_X\", \"udp:127.0.0.1:9\"); }";
 
-/// The sockets subscribed to `event`, as evid lists them.
-fn sockets(d: &Daemon, event: &str) -> Vec<String> {
-    let v = d
-        .mi("subscribers_list", json!([event]))
-        .unwrap_or_else(|e| panic!("{e}"));
-    v["Event"]["Subscribers"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s["socket"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn events_lists_the_published_events() {
     let d = Daemon::start(CONFIG);
@@ -73,7 +58,7 @@ fn subscribe_raise_subscribers_unsubscribe() {
         (0, format!("subscribed {uri} to E_X for 60 s").as_str()),
         "{err}"
     );
-    assert!(sockets(&d, "E_X").contains(&uri));
+    assert!(d.sockets("E_X").contains(&uri));
 
     // Ints stay ints, everything else is a string; a value may contain '='.
     let (code, out, err) = evictl_at(
@@ -117,7 +102,7 @@ fn subscribe_raise_subscribers_unsubscribe() {
         (code, out.trim()),
         (0, format!("unsubscribed {uri} from E_X").as_str())
     );
-    assert!(!sockets(&d, "E_X").contains(&uri));
+    assert!(!d.sockets("E_X").contains(&uri));
 }
 
 #[test]
@@ -204,12 +189,13 @@ fn watch_prints_events_and_unsubscribes_on_sigint() {
     let mut watcher = None;
     assert!(
         wait_for(WAIT, || {
-            watcher = sockets(&d, "E_X")
+            watcher = d
+                .sockets("E_X")
                 .into_iter()
                 .find(|s| s != "udp:127.0.0.1:9");
             watcher
                 .as_ref()
-                .is_some_and(|w| sockets(&d, "E_CORE_THRESHOLD").contains(w))
+                .is_some_and(|w| d.sockets("E_CORE_THRESHOLD").contains(w))
         }),
         "evictl watch did not subscribe to both events: {watcher:?}"
     );
@@ -239,8 +225,8 @@ fn watch_prints_events_and_unsubscribes_on_sigint() {
     assert_eq!(status.code(), Some(0));
     let _ = reader.join();
     assert!(
-        !sockets(&d, "E_X").contains(&watcher),
+        !d.sockets("E_X").contains(&watcher),
         "still subscribed to E_X"
     );
-    assert!(!sockets(&d, "E_CORE_THRESHOLD").contains(&watcher));
+    assert!(!d.sockets("E_CORE_THRESHOLD").contains(&watcher));
 }

@@ -25,20 +25,6 @@ fn ok(url: &str, args: &[&str]) -> String {
 }
 
 /// The sockets subscribed to `event`, asked over mi_http.
-fn sockets(d: &Daemon, event: &str) -> Vec<String> {
-    let v = d
-        .mi("subscribers_list", json!([event]))
-        .unwrap_or_else(|e| panic!("{e}"));
-    v["Event"]["Subscribers"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s["socket"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn dir(d: &Daemon) -> String {
     d.dir.path().display().to_string()
 }
@@ -77,7 +63,7 @@ fn every_command(d: &Daemon, url: &str) {
     let out = ok(url, &["unsubscribe", "E_X", &sock]);
     assert_eq!(out.trim(), format!("unsubscribed {sock} from E_X"));
     assert!(!ok(url, &["subscribers", "E_X"]).contains(&sock));
-    assert!(!sockets(d, "E_X").contains(&sock));
+    assert!(!d.sockets("E_X").contains(&sock));
 
     // mi: any command, with a JSON argument; --json prints the result as one line.
     let out = ok(url, &["mi", "get_statistics", r#"["evi_events:E_X"]"#]);
@@ -120,9 +106,7 @@ fn watch(d: &Daemon, url: &str) {
     });
     let mut watcher = None;
     let subscribed = wait_for(WAIT, || {
-        watcher = sockets(d, "E_X")
-            .into_iter()
-            .find(|s| s.starts_with("udp:"));
+        watcher = d.sockets("E_X").into_iter().find(|s| s.starts_with("udp:"));
         watcher.is_some()
     });
     if !subscribed {
@@ -151,7 +135,7 @@ fn watch(d: &Daemon, url: &str) {
     );
     assert_eq!(status.code(), Some(0));
     let watcher = watcher.unwrap_or_default();
-    assert!(!sockets(d, "E_X").contains(&watcher), "still subscribed");
+    assert!(!d.sockets("E_X").contains(&watcher), "still subscribed");
 }
 
 #[test]

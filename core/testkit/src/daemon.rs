@@ -97,6 +97,21 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("MI request failed: {e}\nlog:\n{}", self.log()))
     }
 
+    /// The sockets subscribed to `event`, newest first, as MI `subscribers_list` gives them.
+    pub fn sockets(&self, event: &str) -> Vec<String> {
+        let v = self
+            .mi("subscribers_list", serde_json::json!([event]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        v["Event"]["Subscribers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["socket"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// What evid logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
