@@ -65,10 +65,14 @@ impl Route {
             return Ok(());
         }
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        Err(format!(
+        Err(self.full())
+    }
+
+    fn full(&self) -> String {
+        format!(
             "xmlrpc:{}: queue full ({} events waiting), event dropped",
             self.name, self.capacity
-        ))
+        )
     }
 
     /// Queue `job`; never blocks. A full queue drops the event and counts it.
@@ -78,10 +82,7 @@ impl Route {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             if self.tx.len() >= self.capacity {
-                format!(
-                    "xmlrpc:{}: queue full ({} events waiting), event dropped",
-                    self.name, self.capacity
-                )
+                self.full()
             } else {
                 format!("xmlrpc:{}: sender stopped, event dropped", self.name)
             }

@@ -7,7 +7,6 @@ use crate::loader::Library;
 use crate::mi::MiTable;
 use crate::modparam::ModparamValue;
 use crate::module::{Module, SocketPtr};
-use crate::policy::parsing_for_mi;
 use crate::registry::{Registry, Subscriber, NEVER};
 use evi_abi::EVI_TRANSPORT_EXPIRES;
 use std::collections::HashMap;
@@ -507,13 +506,7 @@ impl Shared {
         let unsubscribe = expire == Some(0);
         let outcome = module
             .call(move |inst| -> Result<Parsed, String> {
-                let new = parsing_for_mi(mi_policy.as_ref(), || inst.parse(tidx, &body))?;
-                if let Some(policy) = &mi_policy {
-                    if let Err(why) = policy.check_destinations(&inst.destinations(tidx, new)) {
-                        inst.free(tidx, new);
-                        return Err(why);
-                    }
-                }
+                let new = inst.parse_for(tidx, &body, mi_policy.as_ref())?;
                 if let Some(&(id, _)) = candidates.iter().find(|(_, h)| inst.matches(tidx, new, *h))
                 {
                     inst.free(tidx, new);

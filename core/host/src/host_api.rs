@@ -165,8 +165,7 @@ unsafe extern "C" fn host_delivery_status(
         let Some(shared) = c.shared.upgrade() else {
             return;
         };
-        let msg = unsafe { msg.as_bytes() }.to_vec();
-        shared.delivery_status(&c.module, delivery, status, &msg);
+        shared.delivery_status(&c.module, delivery, status, unsafe { msg.as_bytes() });
     }));
 }
 

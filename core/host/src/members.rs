@@ -5,7 +5,6 @@
 use crate::event::{ParamRef, RaisedEvent, ValueRef};
 use crate::host::{free_later, Shared};
 use crate::module::{MemberRaise, Module};
-use crate::policy::parsing_for_mi;
 use crate::registry::{Subscriber, NEVER};
 use evi_abi::{EviEvent, EviStatus, EVI_VALUE_INT, EVI_VALUE_STR};
 use std::collections::HashMap;
@@ -60,13 +59,7 @@ impl Shared {
         let body = body.to_string();
         let (handle, printed) = module
             .call(move |inst| {
-                let h = parsing_for_mi(mi_policy.as_ref(), || inst.parse(tidx, &body))?;
-                if let Some(policy) = &mi_policy {
-                    if let Err(why) = policy.check_destinations(&inst.destinations(tidx, h)) {
-                        inst.free(tidx, h);
-                        return Err(why);
-                    }
-                }
+                let h = inst.parse_for(tidx, &body, mi_policy.as_ref())?;
                 Ok::<_, String>((h, inst.print(tidx, h)))
             })?
             .map_err(|why| format!("{proto}: {why}"))?;

@@ -69,6 +69,25 @@ impl Instance {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// [`Instance::parse`] for a subscription held to `mi_policy` (or trusted, with `None`):
+    /// sockets the transport opens while parsing are held to it too, and a socket sending where
+    /// the policy forbids is freed and refused.
+    pub(crate) fn parse_for(
+        &self,
+        idx: usize,
+        body: &str,
+        mi_policy: Option<&std::sync::Arc<crate::policy::Policy>>,
+    ) -> Result<SocketPtr, String> {
+        let new = crate::policy::parsing_for_mi(mi_policy, || self.parse(idx, body))?;
+        if let Some(policy) = mi_policy {
+            if let Err(why) = policy.check_destinations(&self.destinations(idx, new)) {
+                self.free(idx, new);
+                return Err(why);
+            }
+        }
+        Ok(new)
+    }
+
     /// Where the socket sends (`EviTransport::destinations`); empty for transports without
     /// network peers and for modules of ABI 1.0.
     pub(crate) fn destinations(&self, idx: usize, s: SocketPtr) -> Vec<String> {
