@@ -2,6 +2,7 @@
 //! task on the module's runtime (which connects, publishes and collects confirms).
 
 use crate::buffer::{Buffer, Dropped, Limits, Message};
+use crate::tls::Domain;
 use crate::uri::BrokerKey;
 use evi_sdk::json::{json, Value};
 use evi_sdk::Delivery;
@@ -81,11 +82,18 @@ pub struct Broker {
     last_error: Mutex<String>,
     drop_log: Mutex<DropLog>,
     sink: Sink,
+    /// The TLS domain of `key.tls_domain`, resolved when the broker was created.
+    pub tls: Option<Domain>,
+    /// A handle on the current connection's TCP socket: lapin cannot close a connection whose
+    /// close frame the broker does not read (blocked), so a stop shuts the socket down.
+    socket: Mutex<Option<std::net::TcpStream>>,
 }
 
 impl Broker {
-    pub fn new(key: BrokerKey, limits: Limits, sink: Sink) -> Broker {
+    pub fn new(key: BrokerKey, tls: Option<Domain>, limits: Limits, sink: Sink) -> Broker {
         Broker {
+            tls,
+            socket: Mutex::new(None),
             key,
             buffer: Mutex::new(Buffer::new(limits)),
             waiter: Mutex::new(None),
@@ -98,6 +106,18 @@ impl Broker {
             last_error: Mutex::new(String::new()),
             drop_log: Mutex::new(DropLog::default()),
             sink,
+        }
+    }
+
+    /// Keep a handle on the connection's socket (called by the connector, on lapin's thread).
+    pub fn set_socket(&self, s: Option<std::net::TcpStream>) {
+        *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// Shut the current connection's socket down: lapin's I/O thread sees the error and ends.
+    pub fn cut(&self) {
+        if let Some(s) = self.socket.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
 

@@ -6,9 +6,12 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::session::{self, End};
 use lapin::options::ConfirmSelectOptions;
+use lapin::tcp::HandshakeResult;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::future::{poll_fn, Future};
+use std::io;
+use std::net::ToSocketAddrs;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,7 +55,7 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
                     .counters
                     .resent
                     .fetch_add(again as u64, Ordering::Relaxed);
-                close(conn).await;
+                close(&broker, conn).await;
                 if let End::Done = end {
                     break;
                 }
@@ -119,7 +122,7 @@ async fn bounded<T, E: std::fmt::Display>(
 }
 
 async fn connect(
-    b: &Broker,
+    b: &Arc<Broker>,
     cfg: &Config,
     handle: &Handle,
 ) -> Result<(Connection, Channel), String> {
@@ -137,7 +140,6 @@ async fn connect(
         query: AMQPQueryString {
             frame_max: Some(cfg.frame_max),
             heartbeat: Some(cfg.heartbeat),
-            connection_timeout: Some(cfg.connect_timeout.as_millis() as u64),
             ..AMQPQueryString::default()
         },
     };
@@ -149,12 +151,17 @@ async fn connect(
         .with_reactor(tokio_reactor_trait::Tokio);
     // The TCP connect is bounded by connect_timeout, the AMQP handshake by timeout.
     let login = cfg.timeout.map(|t| t + cfg.connect_timeout);
-    let conn = bounded(login, "connect", Connection::connect_uri(uri, props)).await?;
+    let conn = bounded(
+        login,
+        "connect",
+        Connection::connector(uri, connector(b, cfg.connect_timeout), props),
+    )
+    .await?;
     let channel = bounded(cfg.timeout, "channel.open", conn.create_channel()).await;
     let channel = match channel {
         Ok(c) => c,
         Err(e) => {
-            close(conn).await;
+            close(b, conn).await;
             return Err(e);
         }
     };
@@ -167,23 +174,72 @@ async fn connect(
     match confirms {
         Ok(()) => Ok((conn, channel)),
         Err(e) => {
-            close(conn).await;
+            close(b, conn).await;
             Err(e)
         }
     }
 }
 
-/// Close politely, then join lapin's I/O thread (it must be joined while this runtime still
-/// drives its socket, hence `spawn_blocking` rather than a join after the runtime stops).
-async fn close(conn: Connection) {
+/// Opens the broker's TCP connection (TLS when the socket names a domain) on lapin's I/O
+/// thread, keeping a handle on the socket in the broker so that [`close`] can always end it.
+// The error type is lapin's (`HandshakeResult`), large or not.
+#[allow(clippy::result_large_err)]
+fn connector(
+    b: &Arc<Broker>,
+    limit: Duration,
+) -> Box<dyn Fn(&AMQPUri) -> HandshakeResult + Send + Sync> {
+    let b = b.clone();
+    Box::new(move |uri: &AMQPUri| {
+        let host = uri.authority.host.as_str();
+        let mut last = None;
+        let mut stream = None;
+        for addr in (host, uri.authority.port).to_socket_addrs()? {
+            match std::net::TcpStream::connect_timeout(&addr, limit) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = stream.ok_or_else(|| {
+            last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+        })?;
+        stream.set_nodelay(true)?;
+        b.set_socket(stream.try_clone().ok());
+        let stream = tcp_stream::TcpStream::from_std(stream)?;
+        // The handshake blocks (bounded by lapin's connect timeout); lapin's reactor then needs
+        // a non-blocking socket.
+        let stream = match &b.tls {
+            None => stream,
+            Some(d) => {
+                stream.into_rustls(&d.connector, d.server_name.as_deref().unwrap_or(host))?
+            }
+        };
+        stream.set_nonblocking(true)?;
+        Ok(stream)
+    })
+}
+
+/// Close politely, else cut the socket; then join lapin's I/O thread (it must be joined while
+/// this runtime still drives its socket, hence `spawn_blocking` rather than a join after the
+/// runtime stops).
+async fn close(b: &Broker, conn: Connection) {
     // A connection the broker blocks cannot send connection.close: do not wait for it.
-    if conn.status().connected() && !conn.status().blocked() {
-        let _ = timeout(CLOSE_TIMEOUT, conn.close(200, "evid: closing")).await;
+    let polite = conn.status().connected()
+        && !conn.status().blocked()
+        && matches!(
+            timeout(CLOSE_TIMEOUT, conn.close(200, "evid: closing")).await,
+            Ok(Ok(()))
+        );
+    if !polite {
+        b.cut();
     }
     let join = tokio::task::spawn_blocking(move || conn.run());
     if timeout(CLOSE_TIMEOUT, join).await.is_err() {
         log::warn!("rabbitmq: lapin's I/O thread did not stop within 5 s");
     }
+    b.set_socket(None);
 }
 
 /// The exchange named in a broker's NOT_FOUND channel error.

@@ -16,6 +16,7 @@ pub mod config;
 pub mod connection;
 pub mod runtime;
 pub mod session;
+pub mod tls;
 pub mod uri;
 
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub struct Socket {
 /// The module instance.
 pub struct EventRabbitmq {
     cfg: Config,
+    tls: tls::Domains,
     sink: Sink,
     runtime: runtime::Runtime,
     /// Live brokers and how many sockets use each.
@@ -54,9 +56,10 @@ pub struct EventRabbitmq {
 
 impl EventRabbitmq {
     /// Start the runtime; `sink` receives every delivery outcome.
-    pub fn new(cfg: Config, sink: Sink) -> Result<EventRabbitmq, String> {
+    pub fn new(cfg: Config, tls: tls::Domains, sink: Sink) -> Result<EventRabbitmq, String> {
         Ok(EventRabbitmq {
             cfg,
+            tls,
             sink,
             runtime: runtime::Runtime::start()?,
             brokers: BTreeMap::new(),
@@ -74,7 +77,12 @@ impl EventRabbitmq {
             events: self.cfg.buffer_events,
             bytes: self.cfg.buffer_bytes,
         };
-        let b = Arc::new(Broker::new(key.clone(), limits, self.sink.clone()));
+        let tls = key
+            .tls_domain
+            .as_ref()
+            .and_then(|d| self.tls.get(d))
+            .cloned();
+        let b = Arc::new(Broker::new(key.clone(), tls, limits, self.sink.clone()));
         let task = connection::run(b.clone(), self.cfg.clone(), self.runtime.handle().clone());
         self.runtime.spawn(task);
         self.brokers.insert(key, (b.clone(), 1));
@@ -112,9 +120,13 @@ impl EventRabbitmq {
 impl Module for EventRabbitmq {
     fn init(host: Host, params: &Params) -> Result<Self, String> {
         let cfg = Config::from_params(params)?;
+        let tls = tls::domains(params.all("tls_domain").filter_map(|v| match v {
+            evi_sdk::ParamValue::Str(s) => Some(s.as_str()),
+            _ => None,
+        }))?;
         let sink: Sink =
             Arc::new(move |d: Delivery, r: Result<(), &str>| host.delivery_status(d, r));
-        EventRabbitmq::new(cfg, sink)
+        EventRabbitmq::new(cfg, tls, sink)
     }
 
     fn destroy(&mut self) {
@@ -134,6 +146,15 @@ impl Transport for EventRabbitmq {
 
     fn parse(&mut self, _proto: &str, body: &str) -> Result<Socket, String> {
         let uri = RabbitUri::parse(body)?;
+        if let Some(d) = uri
+            .tls_domain
+            .as_deref()
+            .filter(|d| !self.tls.contains_key(*d))
+        {
+            return Err(format!(
+                "rabbitmq socket '{body}': unknown tls_domain '{d}' (declare it with modparam(\"event_rabbitmq\", \"tls_domain\", \"[{d}] ca_list=FILE\"))"
+            ));
+        }
         let target = Arc::new(Target {
             exchange: uri.exchange.clone(),
             routing_key: uri.routing_key.clone(),
@@ -219,6 +240,12 @@ export_module! {
             "Cap of the reconnect delay in ms"),
         param::int("drain_timeout", config::DEFAULT_DRAIN_TIMEOUT_MS, 0, 600_000,
             "At shutdown, how long in ms to keep publishing buffered events before failing them"),
+        param::int("publish_window", config::DEFAULT_PUBLISH_WINDOW, 1, 65_535,
+            "Most publishes sent and not yet confirmed per broker; raise it for a distant broker (window / round trip bounds the rate)"),
+        param::repeatable(param::str_unset("tls_domain",
+            "A TLS client domain for sockets with tls_domain=NAME: '[NAME] ca_list=FILE; certificate=FILE; private_key=FILE; server_name=HOST; verify_cert=0 or 1'")),
+        param::int("use_tls", 0, 0, 1,
+            "Accepted for OpenSIPS configs; TLS is on for every socket that names a tls_domain"),
     ],
     events: [],
     mi: [

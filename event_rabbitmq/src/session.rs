@@ -23,10 +23,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::time::{sleep, Instant, Sleep};
 
-/// Most publishes handed to lapin and not yet answered. Enough to keep the broker busy across
-/// the confirm round trip; small enough to bound lapin's queued frames while the broker is
-/// blocked (the rest waits in our buffer, where the limits apply).
-const WINDOW: usize = 4096;
 /// Most events taken from the buffer under one lock.
 const BATCH: usize = 256;
 /// Answers plus sends handled in one poll before yielding to lapin's tasks on this runtime.
@@ -159,7 +155,10 @@ impl Session<'_> {
                 budget -= work;
                 continue;
             }
-            if self.b.park(cx.waker(), self.window.len() < WINDOW) {
+            if self
+                .b
+                .park(cx.waker(), self.window.len() < self.cfg.publish_window)
+            {
                 continue;
             }
             let stop =
@@ -231,7 +230,11 @@ impl Session<'_> {
     /// Move up to a batch of unsent events into the window and start their publishes, in raise
     /// order. Returns how many.
     fn fill(&mut self) -> usize {
-        let room = (WINDOW - self.window.len()).min(BATCH);
+        let room = self
+            .cfg
+            .publish_window
+            .saturating_sub(self.window.len())
+            .min(BATCH);
         if room == 0 {
             return 0;
         }

@@ -70,7 +70,7 @@ fn errors_name_the_bad_part() {
         ("h/exchange?k", "'exchange' needs a value"),
         ("h/persistent=1?k", "'persistent' takes no value"),
         ("h/colour=red?k", "unknown parameter 'colour'"),
-        ("h/tls_domain=d?k", "tls_domain"),
+        ("h/tls_domain=?k", "tls_domain: empty"),
         ("h/k%zz", "routing key: bad %-escape"),
         ("[::1/k", "missing ']'"),
     ] {
@@ -256,6 +256,7 @@ fn module(params: &[(&str, ParamValue)]) -> (EventRabbitmq, Outcomes) {
     let cfg = Config::from_params(&Params::from_pairs(params)).expect("config");
     let m = EventRabbitmq::new(
         cfg,
+        crate::tls::Domains::new(),
         Arc::new(move |d: Delivery, r: Result<(), &str>| {
             s.lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -7,8 +7,10 @@
 
 use std::fmt::Write;
 
-/// Default AMQP port (OpenSIPS uses 5671 with `tls_domain`, which evid does not support yet).
+/// Default AMQP port.
 pub const DEFAULT_PORT: u16 = 5672;
+/// Default AMQPS port, for sockets with `tls_domain`.
+pub const DEFAULT_TLS_PORT: u16 = 5671;
 const DEFAULT_USER: &str = "guest";
 const DEFAULT_PASSWORD: &str = "guest";
 const DEFAULT_VHOST: &str = "/";
@@ -41,6 +43,8 @@ pub struct BrokerKey {
     pub user: String,
     pub password: String,
     pub vhost: String,
+    /// Sockets of different TLS domains (or plain and TLS) never share a connection.
+    pub tls_domain: Option<String>,
 }
 
 impl BrokerKey {
@@ -119,10 +123,8 @@ impl RabbitUri {
         for param in params.into_iter().flat_map(|p| p.split(';')) {
             uri.apply_param(param).map_err(&fail)?;
         }
-        if uri.tls_domain.is_some() {
-            return Err(fail(
-                "tls_domain: TLS is not supported by this build of event_rabbitmq".into(),
-            ));
+        if port.is_none() && uri.tls_domain.is_some() {
+            uri.port = DEFAULT_TLS_PORT;
         }
         Ok(uri)
     }
@@ -149,7 +151,13 @@ impl RabbitUri {
                     return Err("vhost: empty".into());
                 }
             }
-            "tls_domain" => self.tls_domain = Some(value("tls_domain")?),
+            "tls_domain" => {
+                let d = value("tls_domain")?;
+                if d.is_empty() {
+                    return Err("tls_domain: empty".into());
+                }
+                self.tls_domain = Some(d);
+            }
             "persistent" => self.persistent = flag("persistent")?,
             "mandatory" => self.mandatory = flag("mandatory")?,
             other => {
@@ -169,6 +177,15 @@ impl RabbitUri {
             user: self.user.clone(),
             password: self.password.clone(),
             vhost: self.vhost.clone(),
+            tls_domain: self.tls_domain.clone(),
+        }
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.tls_domain.is_some() {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
         }
     }
 
@@ -184,7 +201,7 @@ impl RabbitUri {
     }
 
     /// The canonical input form: `user[:pass]@host[:port]/[params?]routing_key`, with the port
-    /// only when it is not 5672 and only non-default params.
+    /// only when it is not the default (5672, or 5671 with TLS) and only non-default params.
     pub fn print(&self, out: &mut String) {
         out.push_str(&escape(&self.user));
         if self.password_given {
@@ -193,7 +210,7 @@ impl RabbitUri {
         }
         out.push('@');
         out.push_str(&host_for_print(&self.host));
-        if self.port != DEFAULT_PORT {
+        if self.port != self.default_port() {
             let _ = write!(out, ":{}", self.port);
         }
         out.push('/');
@@ -203,6 +220,9 @@ impl RabbitUri {
         }
         if self.vhost != DEFAULT_VHOST {
             params.push(format!("vhost={}", escape(&self.vhost)));
+        }
+        if let Some(d) = &self.tls_domain {
+            params.push(format!("tls_domain={}", escape(d)));
         }
         if self.persistent {
             params.push("persistent".into());

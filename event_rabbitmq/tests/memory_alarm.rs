@@ -109,3 +109,44 @@ fn a_blocked_broker_stalls_nothing_and_loses_nothing() {
     );
     eprintln!("after the alarm: {s}; {dups} duplicate(s)");
 }
+
+#[test]
+fn stopping_while_the_broker_blocks_ends_at_the_drain_timeout_and_counts_what_was_left() {
+    let _lock = support::exclusive();
+    let q = Queue::new("alarm-stop", None);
+    let mut d = Daemon::start(&format!(
+        "loadmodule \"event_rabbitmq.so\"\n\
+         modparam(\"event_rabbitmq\", \"drain_timeout\", 1000)\n\
+         startup_route {{ subscribe_event(\"E_ALARM\", \"rabbitmq:127.0.0.1/{q}\"); }}",
+        q = q.0
+    ));
+    raise(&d, json!(["E_ALARM", ["warm"]]));
+    assert!(
+        wait_for(T, || status(&d, "confirmed") == 1),
+        "{}",
+        status_json(&d)
+    );
+    let _alarm = MemoryAlarm::raise();
+    for i in 0..50 {
+        raise(&d, json!(["E_ALARM", format!(r#"{{"i":{i}}}"#)]));
+    }
+    assert!(
+        wait_for(T, || status(&d, "blocked") == 1),
+        "{}",
+        status_json(&d)
+    );
+    // lapin cannot close a connection whose close frame the broker does not read; the module
+    // cuts the socket once the drain timeout has passed (it used to wait ~22 s for timeouts).
+    let t0 = std::time::Instant::now();
+    let (exit, log) = d.stop();
+    let took = t0.elapsed();
+    assert!(exit.success(), "{log}");
+    assert!(
+        took < Duration::from_secs(8),
+        "stop took {took:?} with drain_timeout 1 s:\n{log}"
+    );
+    assert!(
+        log.contains("50 event(s) not confirmed before shutdown"),
+        "the events left are counted and reported failed:\n{log}"
+    );
+}

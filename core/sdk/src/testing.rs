@@ -300,6 +300,11 @@ pub fn readme_param_rows(decl: &evi_abi::EviModuleDecl) -> Vec<String> {
                 EVI_PARAM_BOOL => "bool",
                 _ => "str",
             };
+            let kind = if p.flags & evi_abi::EVI_PARAM_REPEATABLE != 0 {
+                format!("{kind}, repeatable")
+            } else {
+                kind.to_string()
+            };
             // File permission modes (a `*_mode` int whose range reaches 0777) read as in a
             // config and in chmod: octal with a leading 0.
             let octal = text(&p.name).ends_with("_mode") && p.max >= 0o777;
