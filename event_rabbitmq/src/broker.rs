@@ -160,7 +160,9 @@ impl Broker {
         };
         self.write_drop_line(line);
         for old in dropped {
-            (self.sink)(old.delivery, Err("dropped: rabbitmq buffer full"));
+            if let Some(d) = old.delivery {
+                (self.sink)(d, Err("dropped: rabbitmq buffer full"));
+            }
         }
     }
 
@@ -219,7 +221,15 @@ impl Broker {
             &self.counters.failed
         };
         c.fetch_add(1, Ordering::Relaxed);
-        (self.sink)(m.delivery, result);
+        match (m.delivery, result) {
+            (Some(d), r) => (self.sink)(d, r),
+            (None, Err(why)) => log::warn!(
+                "rabbitmq {}: rabbitmq_publish to '{}' failed: {why}",
+                self.key.label(),
+                m.target.routing_key
+            ),
+            (None, Ok(())) => {}
+        }
     }
 
     /// Remember the latest error and log it when it changes (a broker that stays down is

@@ -17,12 +17,16 @@ pub struct Target {
     pub routing_key: String,
     pub persistent: bool,
     pub mandatory: bool,
+    /// `application/json` for events; what the script says for `rabbitmq_publish()`.
+    pub content_type: Option<String>,
 }
 
 /// One accepted event. Cheap to clone (for publishing outside the lock).
 #[derive(Clone, Debug)]
 pub struct Message {
-    pub delivery: Delivery,
+    /// The host's ticket; `None` for a `rabbitmq_publish()` from the script, which nobody
+    /// waits on (its outcome is counted and, when it fails, logged).
+    pub delivery: Option<Delivery>,
     pub target: Arc<Target>,
     pub body: Arc<[u8]>,
     /// Times it was handed to a channel (2+ means a possible duplicate at the consumer).

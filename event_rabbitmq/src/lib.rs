@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod config;
 pub mod connection;
 pub mod runtime;
+pub mod server_id;
 pub mod session;
 pub mod tls;
 pub mod uri;
@@ -30,6 +31,7 @@ use evi_sdk::{
     export_module, param, Delivery, Event, Host, MiError, MiParams, MiResult, Module, Params,
     Raised, Transport,
 };
+use server_id::ServerId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uri::{BrokerKey, RabbitUri};
@@ -52,6 +54,8 @@ pub struct EventRabbitmq {
     brokers: BTreeMap<BrokerKey, (Arc<Broker>, usize)>,
     /// Brokers without sockets whose task is still sending what they buffered.
     retired: Vec<Arc<Broker>>,
+    /// `server_id`s for `rabbitmq_publish()`, by id; each broker opened at its first publish.
+    servers: BTreeMap<String, (ServerId, Option<Arc<Broker>>)>,
 }
 
 impl EventRabbitmq {
@@ -60,6 +64,7 @@ impl EventRabbitmq {
         Ok(EventRabbitmq {
             cfg,
             tls,
+            servers: BTreeMap::new(),
             sink,
             runtime: runtime::Runtime::start()?,
             brokers: BTreeMap::new(),
@@ -67,8 +72,71 @@ impl EventRabbitmq {
         })
     }
 
-    fn broker_for(&mut self, uri: &RabbitUri) -> Arc<Broker> {
-        let key = uri.broker();
+    /// Add `server_id`s; each must name a declared TLS domain, if any, and be unique.
+    pub fn add_servers(&mut self, servers: Vec<ServerId>) -> Result<(), String> {
+        for s in servers {
+            if let Some(d) = s.key.tls_domain.as_deref() {
+                if !self.tls.contains_key(d) {
+                    return Err(format!(
+                        "modparam server_id [{}]: unknown tls_domain '{d}'",
+                        s.id
+                    ));
+                }
+            }
+            if self.servers.contains_key(&s.id) {
+                return Err(format!("modparam server_id [{}] is declared twice", s.id));
+            }
+            self.servers.insert(s.id.clone(), (s, None));
+        }
+        Ok(())
+    }
+
+    /// `rabbitmq_publish(server_id, routing_key, body[, content_type])`: queue one message on
+    /// the server's broker. Never waits on the network: the broker's confirm (or a failure,
+    /// logged and counted) comes later.
+    pub fn publish(
+        &mut self,
+        server: &str,
+        routing_key: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<(), String> {
+        let (sid, broker) = self
+            .servers
+            .get(server)
+            .map(|(s, b)| (s.clone(), b.clone()))
+            .ok_or_else(|| format!("unknown server_id '{server}'"))?;
+        let broker = match broker {
+            Some(b) => b,
+            None => {
+                let mut cfg = self.cfg.clone();
+                cfg.heartbeat = sid.heartbeat.unwrap_or(cfg.heartbeat);
+                cfg.frame_max = sid.frame_max.unwrap_or(cfg.frame_max);
+                let b = self.broker_for(&sid.key, cfg);
+                if let Some(entry) = self.servers.get_mut(server) {
+                    entry.1 = Some(b.clone());
+                }
+                b
+            }
+        };
+        broker.enqueue(Message {
+            delivery: None,
+            target: Arc::new(Target {
+                exchange: sid.exchange,
+                routing_key: routing_key.to_string(),
+                persistent: sid.persistent,
+                mandatory: sid.mandatory,
+                content_type: content_type.map(str::to_string),
+            }),
+            body: Arc::from(body),
+            sends: 0,
+        })
+    }
+
+    /// The broker of `key`, shared by every socket and server with that key (`cfg` is used
+    /// when it is opened here).
+    fn broker_for(&mut self, key: &BrokerKey, cfg: Config) -> Arc<Broker> {
+        let key = key.clone();
         if let Some((b, users)) = self.brokers.get_mut(&key) {
             *users += 1;
             return b.clone();
@@ -83,7 +151,7 @@ impl EventRabbitmq {
             .and_then(|d| self.tls.get(d))
             .cloned();
         let b = Arc::new(Broker::new(key.clone(), tls, limits, self.sink.clone()));
-        let task = connection::run(b.clone(), self.cfg.clone(), self.runtime.handle().clone());
+        let task = connection::run(b.clone(), cfg, self.runtime.handle().clone());
         self.runtime.spawn(task);
         self.brokers.insert(key, (b.clone(), 1));
         b
@@ -124,9 +192,18 @@ impl Module for EventRabbitmq {
             evi_sdk::ParamValue::Str(s) => Some(s.as_str()),
             _ => None,
         }))?;
+        let servers = params
+            .all("server_id")
+            .filter_map(|v| match v {
+                evi_sdk::ParamValue::Str(s) => Some(ServerId::parse(s)),
+                _ => None,
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let sink: Sink =
             Arc::new(move |d: Delivery, r: Result<(), &str>| host.delivery_status(d, r));
-        EventRabbitmq::new(cfg, tls, sink)
+        let mut m = EventRabbitmq::new(cfg, tls, sink)?;
+        m.add_servers(servers)?;
+        Ok(m)
     }
 
     fn destroy(&mut self) {
@@ -138,6 +215,32 @@ impl Module for EventRabbitmq {
             "event_rabbitmq:status" => Ok(self.status()),
             _ => Err(MiError::new(-32601, "Method not found").with_data(name.to_string())),
         }
+    }
+
+    fn script_function(&mut self, name: &str, args: &[evi_sdk::Value<'_>]) -> Result<bool, String> {
+        if name != "rabbitmq_publish" {
+            return Err(format!("no script function {name}"));
+        }
+        let text = |i: usize, what: &str| -> Result<String, String> {
+            match args.get(i) {
+                Some(evi_sdk::Value::Str(s)) => Ok(String::from_utf8_lossy(s).into_owned()),
+                Some(evi_sdk::Value::Int(n)) => Ok(n.to_string()),
+                _ => Err(format!("{what} (argument {}) is missing or null", i + 1)),
+            }
+        };
+        let server = text(0, "server_id")?;
+        let key = text(1, "routing key")?;
+        let body = match args.get(2) {
+            Some(evi_sdk::Value::Str(s)) => s.to_vec(),
+            Some(evi_sdk::Value::Int(n)) => n.to_string().into_bytes(),
+            _ => return Err("body (argument 3) is missing or null".into()),
+        };
+        let content_type = match args.get(3) {
+            None | Some(evi_sdk::Value::Null) => None,
+            Some(_) => Some(text(3, "content type")?),
+        };
+        self.publish(&server, &key, &body, content_type.as_deref())?;
+        Ok(true)
     }
 }
 
@@ -160,6 +263,7 @@ impl Transport for EventRabbitmq {
             routing_key: uri.routing_key.clone(),
             persistent: uri.persistent,
             mandatory: uri.mandatory,
+            content_type: Some("application/json".into()),
         });
         Ok(Socket {
             uri,
@@ -185,13 +289,13 @@ impl Transport for EventRabbitmq {
         let broker = match &socket.broker {
             Some(b) => b.clone(),
             None => {
-                let b = self.broker_for(&socket.uri);
+                let b = self.broker_for(&socket.uri.broker(), self.cfg.clone());
                 socket.broker = Some(b.clone());
                 b
             }
         };
         broker.enqueue(Message {
-            delivery,
+            delivery: Some(delivery),
             target: socket.target.clone(),
             body: Arc::from(event.json()),
             sends: 0,
@@ -246,6 +350,8 @@ export_module! {
             "A TLS client domain for sockets with tls_domain=NAME: '[NAME] ca_list=FILE; certificate=FILE; private_key=FILE; server_name=HOST; verify_cert=0 or 1'")),
         param::int("use_tls", 0, 0, 1,
             "Accepted for OpenSIPS configs; TLS is on for every socket that names a tls_domain"),
+        param::repeatable(param::str_unset("server_id",
+            "A named broker for rabbitmq_publish(): '[ID] uri=amqp://user:pass@host:port/vhost; exchange=X; heartbeat=N; frames=N; mandatory; non-persistent; tls_domain=D'")),
     ],
     events: [],
     mi: [
@@ -253,4 +359,8 @@ export_module! {
             "Per broker: connection state, buffered and in-flight events, confirmed, failed, returned, dropped, resent, connects",
     ],
     transports: ["rabbitmq" (evi_sdk::EXPIRES | evi_sdk::JSON | evi_sdk::ASYNC)],
+    functions: [
+        "rabbitmq_publish" (3..=4)
+            "rabbitmq_publish(server_id, routing_key, body[, content_type]): queue one message on a server_id broker (confirmed, resent after a reconnect)",
+    ],
 }

@@ -61,9 +61,11 @@ impl Slot<'_> {
 /// Publish `m`: its frames are queued at the first poll, then the broker's answer is awaited.
 fn send(channel: &Channel, m: Message) -> Publishing<'_> {
     Box::pin(async move {
-        let props = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(if m.target.persistent { 2 } else { 1 });
+        let mut props =
+            BasicProperties::default().with_delivery_mode(if m.target.persistent { 2 } else { 1 });
+        if let Some(ct) = &m.target.content_type {
+            props = props.with_content_type(ct.as_str().into());
+        }
         let opts = BasicPublishOptions {
             mandatory: m.target.mandatory,
             immediate: false,

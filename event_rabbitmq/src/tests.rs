@@ -167,12 +167,13 @@ fn params_are_typed_and_range_checked() {
 
 fn msg(n: u64, len: usize) -> Message {
     Message {
-        delivery: Delivery(n),
+        delivery: Some(Delivery(n)),
         target: Arc::new(Target {
             exchange: String::new(),
             routing_key: "k".into(),
             persistent: false,
             mandatory: false,
+            content_type: None,
         }),
         body: vec![b'x'; len].into(),
         sends: 0,
@@ -180,7 +181,9 @@ fn msg(n: u64, len: usize) -> Message {
 }
 
 fn ids(v: impl IntoIterator<Item = Message>) -> Vec<u64> {
-    v.into_iter().map(|m| m.delivery.0).collect()
+    v.into_iter()
+        .map(|m| m.delivery.map_or(u64::MAX, |d| d.0))
+        .collect()
 }
 
 #[test]
@@ -194,17 +197,27 @@ fn buffer_keeps_order_requeues_and_drops_the_oldest() {
     }
     let (s0, m0) = b.next_unsent().expect("one");
     let (s1, _) = b.next_unsent().expect("two");
-    assert_eq!((m0.delivery.0, m0.sends), (0, 1));
-    assert_eq!(b.resolve(s0).map(|m| m.delivery.0), Some(0));
-    assert_eq!(b.resolve(s0).map(|m| m.delivery.0), None, "answered once");
+    assert_eq!((m0.delivery.map_or(u64::MAX, |d| d.0), m0.sends), (0, 1));
+    assert_eq!(
+        b.resolve(s0).map(|m| m.delivery.map_or(u64::MAX, |d| d.0)),
+        Some(0)
+    );
+    assert_eq!(
+        b.resolve(s0).map(|m| m.delivery.map_or(u64::MAX, |d| d.0)),
+        None,
+        "answered once"
+    );
     assert_eq!(b.requeue(), 1);
     assert_eq!(
-        b.resolve(s1).map(|m| m.delivery.0),
+        b.resolve(s1).map(|m| m.delivery.map_or(u64::MAX, |d| d.0)),
         None,
         "stale after requeue"
     );
     let (_, again) = b.next_unsent().expect("resent first");
-    assert_eq!((again.delivery.0, again.sends), (1, 2));
+    assert_eq!(
+        (again.delivery.map_or(u64::MAX, |d| d.0), again.sends),
+        (1, 2)
+    );
     // Full: 1 (in flight), 2, 3 → pushing 4 drops 1, the oldest.
     assert!(b.push(msg(3, 10)).expect("fits").is_empty());
     assert_eq!(ids(b.push(msg(4, 10)).expect("fits")), [1]);

@@ -36,7 +36,7 @@ pub struct RabbitUri {
 }
 
 /// What identifies one broker connection: sockets with the same key share it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BrokerKey {
     pub host: String,
     pub port: u16,

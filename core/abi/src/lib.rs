@@ -35,6 +35,7 @@ pub mod layout;
 mod mi;
 mod module;
 pub mod payload;
+mod script;
 mod transport;
 mod types;
 
@@ -43,6 +44,7 @@ pub use host::*;
 pub use layout::AbiLayout;
 pub use mi::*;
 pub use module::*;
+pub use script::*;
 pub use transport::*;
 pub use types::*;
 
@@ -53,19 +55,23 @@ pub const EVI_ABI_MAJOR: u32 = 1;
 /// Bumped on additive changes; the host loads modules of its minor or lower.
 ///
 /// 1.1: `EviTransport::destinations`, `EviHost::delivery_suspend`.
-pub const EVI_ABI_MINOR: u32 = 1;
+/// 1.2: `EviModuleDecl::ext` points at an [`EviModuleExt`]: exported script functions.
+pub const EVI_ABI_MINOR: u32 = 2;
 
 /// The declaration layout hash of each minor of this major (index = minor). A module of minor
 /// `m` must carry `LAYOUT_HASHES[m]`. Past entries are frozen: they are what modules already
 /// built carry. The last is this build's own.
 pub const LAYOUT_HASHES: [u64; EVI_ABI_MINOR as usize + 1] = [
     0x8edc_73b6_6a57_2c33,
+    0x6bf1_fa6d_19a2_f51e,
     <EviModuleDecl as AbiLayout>::LAYOUT_HASH,
 ];
 
 /// `size_of::<EviModuleDecl>()` of each minor (index = minor); frozen like [`LAYOUT_HASHES`].
-/// (1.0: a 32-byte header plus 22 pointer-sized fields; 1.1 did not grow the declaration.)
+/// (1.0: a 32-byte header plus 22 pointer-sized fields; 1.1 and 1.2 did not grow the
+/// declaration.)
 pub const DECL_SIZES: [usize; EVI_ABI_MINOR as usize + 1] = [
+    32 + 22 * core::mem::size_of::<usize>(),
     32 + 22 * core::mem::size_of::<usize>(),
     core::mem::size_of::<EviModuleDecl>(),
 ];
@@ -100,6 +106,8 @@ type_hashes!(
     EviWriter,
     EviStr,
     EviStatus,
+    EviModuleExt,
+    EviScriptFn,
 );
 
 /// The header a module built against this crate carries (written by `export_module!`).

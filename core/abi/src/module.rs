@@ -1,7 +1,8 @@
 //! The module declaration: the one symbol a module exports.
 
 use crate::{
-    AbiLayout, EviHost, EviMiCmd, EviParam, EviStatus, EviStr, EviTransport, EviValue, EviWriter,
+    AbiLayout, EviHost, EviMiCmd, EviModuleExt, EviParam, EviStatus, EviStr, EviTransport,
+    EviValue, EviWriter,
 };
 use core::ffi::c_void;
 
@@ -122,8 +123,9 @@ pub struct EviModuleDecl {
     /// The outcome of a `socket_raise` (see `EviHost::socket_raise`); needed only by modules
     /// that raise to other transports' sockets.
     pub member_status: Option<EviMemberStatusFn>,
-    /// Reserved for minor-version extension tables (each starting with its own size); null in 1.0.
-    pub ext: *const c_void,
+    /// Tables added by later minors (starting with their own size): script functions since
+    /// 1.2. Null in 1.0 and 1.1 modules, and read by the host only for modules of minor ≥ 2.
+    pub ext: *const EviModuleExt,
 }
 
 // SAFETY: a declaration is immutable static data.

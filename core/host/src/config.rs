@@ -191,7 +191,35 @@ pub fn prepare(script: Script, default_mpath: &[PathBuf]) -> Result<Prepared, Ve
             Err(why) => errors.push(Diagnostic::at(pos, why)),
         }
     }
-    errors.extend(script.check(&crate::script_host::functions()));
+    let infos: Vec<_> = modules
+        .iter()
+        .map(|m| (m.lib.info(), m.pos.clone()))
+        .collect();
+    let builtins = evi_script::builtin_functions();
+    for (i, (info, pos)) in infos.iter().enumerate() {
+        for f in &info.functions {
+            let taken_by = builtins
+                .iter()
+                .any(|b| b.name == f.name.as_str())
+                .then(|| "evid itself".to_string())
+                .or_else(|| {
+                    infos[..i]
+                        .iter()
+                        .find(|(o, _)| o.functions.iter().any(|g| g.name == f.name))
+                        .map(|(o, _)| format!("module {}", o.name))
+                });
+            if let Some(other) = taken_by {
+                errors.push(Diagnostic::at(
+                    pos,
+                    format!(
+                        "module {} exports the script function {}, which {other} already has",
+                        info.name, f.name
+                    ),
+                ));
+            }
+        }
+    }
+    errors.extend(script.check(&crate::script_host::functions(infos.iter().map(|(i, _)| i))));
     if errors.is_empty() {
         Ok(Prepared {
             settings,

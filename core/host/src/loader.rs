@@ -141,7 +141,8 @@ impl Library {
         }
         // SAFETY: magic, version and the version's layout match. Fields a later minor appended
         // to the declaration would be read only after checking `decl_size` (none so far).
-        if let Err(why) = unsafe { check_transport_table(&*decl) } {
+        if let Err(why) = unsafe { check_transport_table(&*decl).and_then(|()| check_ext(&*decl)) }
+        {
             return Err(LoadError(format!("{file}: module {expected}: {why}")));
         }
         // SAFETY: magic, version and layout all match: the declaration is an EviModuleDecl.
@@ -187,6 +188,47 @@ pub(crate) unsafe fn transport_table(d: &EviModuleDecl) -> Vec<EviTransport> {
     (0..d.n_transports)
         .map(|i| unsafe { EviTransport::read(d.transports, i) })
         .collect()
+}
+
+/// Most arguments a module's script function may declare.
+pub const MAX_SCRIPT_ARGS: usize = 16;
+
+/// The module's script functions: empty before ABI 1.2, or when it exports none.
+///
+/// # Safety
+/// `d` passed [`check_ext`].
+pub(crate) unsafe fn script_fn_table(d: &EviModuleDecl) -> &[evi_abi::EviScriptFn] {
+    if d.header.0.abi_minor < 2 || d.ext.is_null() {
+        return &[];
+    }
+    // SAFETY: checked by check_ext.
+    let ext = unsafe { &*d.ext };
+    unsafe { slice(ext.script_fns, ext.n_script_fns) }
+}
+
+/// The 1.2 extension table, when present, covers at least 1.2's fields and a sane table.
+///
+/// # Safety
+/// `d` is a declaration whose layout was checked.
+unsafe fn check_ext(d: &EviModuleDecl) -> Result<(), String> {
+    if d.header.0.abi_minor < 2 || d.ext.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a 1.2 declaration's ext points at an EviModuleExt starting with its size.
+    let size = unsafe { (*d.ext).size };
+    if size < std::mem::size_of::<evi_abi::EviModuleExt>() {
+        return Err(format!(
+            "extension table of {size} bytes, smaller than ABI 1.2's"
+        ));
+    }
+    let ext = unsafe { &*d.ext };
+    if ext.n_script_fns > 64 || (ext.n_script_fns > 0 && ext.script_fns.is_null()) {
+        return Err(format!(
+            "script function table of {} entries at {:p}",
+            ext.n_script_fns, ext.script_fns
+        ));
+    }
+    Ok(())
 }
 
 /// Every entry of the transport table must have the same `size`, at least ABI 1.0's.
@@ -304,6 +346,15 @@ pub struct MiCmdInfo {
     pub recipes: Vec<Vec<String>>,
 }
 
+/// A script function a module exports (ABI 1.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub doc: String,
+    pub min_args: usize,
+    pub max_args: usize,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransportInfo {
     pub proto: String,
@@ -322,6 +373,7 @@ pub struct ModuleInfo {
     pub mi_cmds: Vec<MiCmdInfo>,
     pub events: Vec<String>,
     pub transports: Vec<TransportInfo>,
+    pub functions: Vec<FunctionInfo>,
 }
 
 impl ModuleInfo {
@@ -383,6 +435,15 @@ impl ModuleInfo {
                         flags: t.flags,
                     })
                     .collect(),
+                functions: script_fn_table(d)
+                    .iter()
+                    .map(|f| FunctionInfo {
+                        name: str_of(f.name),
+                        doc: str_of(f.doc),
+                        min_args: f.min_args as usize,
+                        max_args: f.max_args as usize,
+                    })
+                    .collect(),
             }
         }
     }
@@ -402,6 +463,21 @@ impl ModuleInfo {
                         ));
                     }
                 }
+            }
+        }
+        for (i, f) in self.functions.iter().enumerate() {
+            let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+            if f.name.is_empty() || !f.name.chars().all(ident) {
+                return Err(format!("script function {:?} is not a valid name", f.name));
+            }
+            if self.functions[..i].iter().any(|g| g.name == f.name) {
+                return Err(format!("script function {} is declared twice", f.name));
+            }
+            if f.min_args > f.max_args || f.max_args > MAX_SCRIPT_ARGS {
+                return Err(format!(
+                    "script function {}: argument range {}..={} (at most {MAX_SCRIPT_ARGS})",
+                    f.name, f.min_args, f.max_args
+                ));
             }
         }
         for t in &self.transports {
@@ -456,6 +532,16 @@ impl ModuleInfo {
                 "  {} ({}{rep}) default {default}{range}: {}",
                 p.name, p.kind, p.doc
             );
+        }
+        if !self.functions.is_empty() {
+            let _ = writeln!(s, "script functions:");
+            for f in &self.functions {
+                let _ = writeln!(
+                    s,
+                    "  {}({}..={} args): {}",
+                    f.name, f.min_args, f.max_args, f.doc
+                );
+            }
         }
         let _ = writeln!(s, "mi commands:");
         if self.mi_cmds.is_empty() {

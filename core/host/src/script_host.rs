@@ -4,16 +4,27 @@
 use crate::dispatch::in_route;
 use crate::event::{ParamRef, ValueRef};
 use crate::host::Shared;
+use crate::loader::ModuleInfo;
 use evi_abi::{EviEvent, EVI_VALUE_INT, EVI_VALUE_STR};
 use evi_script::{
-    Diagnostic, FunctionSpec, Interpreter, LogLevel, ScriptHost, ScriptParam, ScriptValue,
+    Diagnostic, FunctionError, FunctionSpec, Interpreter, LogLevel, ScriptHost, ScriptParam,
+    ScriptValue,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-pub fn functions() -> Vec<FunctionSpec> {
-    evi_script::builtin_functions()
+/// What `check` knows: the interpreter's functions and those the loaded modules export.
+pub fn functions<'a>(modules: impl IntoIterator<Item = &'a ModuleInfo>) -> Vec<FunctionSpec> {
+    let mut all = evi_script::builtin_functions();
+    for m in modules {
+        all.extend(m.functions.iter().map(|f| FunctionSpec {
+            name: f.name.clone().into(),
+            min_args: f.min_args,
+            max_args: f.max_args,
+        }));
+    }
+    all
 }
 
 impl Shared {
@@ -105,6 +116,28 @@ impl ScriptHost for Shared {
             .lookup(event)
             .ok_or_else(|| format!("unknown event {event}"))?;
         self.raise(id, &refs).map(|_| ())
+    }
+
+    /// A module's script function, run on the module's thread (this thread waits, bounded).
+    fn call_function(&self, name: &str, args: &[ScriptValue]) -> Result<i64, FunctionError> {
+        let module = self
+            .modules
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|m| m.info().functions.iter().any(|f| f.name == name))
+            .cloned()
+            .ok_or_else(|| {
+                FunctionError::Missing(format!(
+                    "function '{name}' is not exported by any loaded module"
+                ))
+            })?;
+        let (name, args) = (name.to_string(), args.to_vec());
+        match module.call(move |inst| inst.script_fn(&name, &args)) {
+            Ok(Ok(true)) => Ok(1),
+            Ok(Ok(false)) => Ok(-1),
+            Ok(Err(why)) | Err(why) => Err(FunctionError::Failed(why)),
+        }
     }
 
     fn log(&self, level: LogLevel, msg: &str) {

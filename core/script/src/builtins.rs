@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::ast::{Arg, ArgKind, AssignOp, Builtin, Call, Expr};
-use crate::host::{LogLevel, ScriptParam, ScriptValue};
+use crate::host::{FunctionError, LogLevel, ScriptParam, ScriptValue};
 use crate::interp::{at, Ctx, Interpreter, RResult};
 use crate::value::Value;
 
@@ -265,7 +265,8 @@ impl Interpreter<'_> {
         Ok(rc)
     }
 
-    /// A function `check` accepted but the interpreter does not implement: the host runs it.
+    /// A function `check` accepted but the interpreter does not implement (a module's): the
+    /// host runs it.
     pub(crate) fn host_function(&self, c: &Call, ctx: &mut Ctx<'_>) -> RResult<i64> {
         let mut args = Vec::with_capacity(c.args.len());
         for a in &c.args {
@@ -274,9 +275,16 @@ impl Interpreter<'_> {
                 ArgKind::Empty | ArgKind::Fetch(_) => ScriptValue::Null,
             });
         }
-        self.host
-            .call_function(&c.name, &args)
-            .map_err(|m| at(&c.pos, m))
+        // A failed call is a negative result, as in OpenSIPS, with its reason logged at the
+        // call's file:line; the route goes on.
+        match self.host.call_function(&c.name, &args) {
+            Ok(rc) => Ok(rc),
+            Err(FunctionError::Failed(m)) => {
+                self.warn(LogLevel::Error, c, format_args!("{}: {m}", c.name));
+                Ok(-1)
+            }
+            Err(FunctionError::Missing(m)) => Err(at(&c.pos, m)),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ impl Script {
     /// `timer_route` intervals that are not a positive number of seconds. Sorted by position.
     pub fn check(&self, functions: &[FunctionSpec]) -> Vec<Diagnostic> {
         let mut c = Checker {
-            functions: functions.iter().map(|f| (f.name, *f)).collect(),
+            functions: functions.iter().map(|f| (f.name.as_ref(), f)).collect(),
             diags: Vec::new(),
         };
         let mut first: HashMap<(&str, &str), &Pos> = HashMap::new();
@@ -63,12 +63,12 @@ impl Script {
     }
 }
 
-struct Checker {
-    functions: HashMap<&'static str, FunctionSpec>,
+struct Checker<'f> {
+    functions: HashMap<&'f str, &'f FunctionSpec>,
     diags: Vec<Diagnostic>,
 }
 
-impl Checker {
+impl Checker<'_> {
     fn error(&mut self, pos: &Pos, msg: impl Into<String>) {
         self.diags.push(Diagnostic::at(pos, msg));
     }
@@ -146,7 +146,7 @@ impl Checker {
     }
 }
 
-impl Visit for Checker {
+impl Visit for Checker<'_> {
     fn call(&mut self, c: &Call) {
         if let Func::Route {
             name,
@@ -159,7 +159,7 @@ impl Visit for Checker {
             }
             return;
         }
-        let Some(spec) = self.functions.get(c.name.as_str()).copied() else {
+        let Some(spec) = self.functions.get(c.name.as_str()).map(|f| (*f).clone()) else {
             self.error(&c.pos, format!("unknown function '{}'", c.name));
             return;
         };

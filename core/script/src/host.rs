@@ -47,6 +47,16 @@ pub enum ScriptValue {
     Str(String),
 }
 
+/// Why [`ScriptHost::call_function`] did not return a result code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FunctionError {
+    /// No such function here: a run-time error of the script (`check` prevents it).
+    Missing(String),
+    /// The function ran and failed: logged at the call's file:line; the script sees -1 and
+    /// goes on.
+    Failed(String),
+}
+
 /// One event parameter: named (`$avp(names)` given) or positional.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScriptParam {
@@ -77,7 +87,9 @@ pub trait ScriptHost: Sync {
     /// A function the interpreter does not implement but `check` was told exists (a module
     /// function). Returns the OpenSIPS return code: positive = true, negative = false, 0 = stop
     /// the script.
-    fn call_function(&self, name: &str, _args: &[ScriptValue]) -> Result<i64, String> {
-        Err(format!("function '{name}' is not available"))
+    fn call_function(&self, name: &str, _args: &[ScriptValue]) -> Result<i64, FunctionError> {
+        Err(FunctionError::Missing(format!(
+            "function '{name}' is not available"
+        )))
     }
 }

@@ -50,7 +50,7 @@ use std::sync::Arc;
 use ast::{Builtin, Call, Expr, Func, Route, RouteKind, Visit};
 
 pub use diag::{render, Diagnostic, Pos, Source};
-pub use host::{LogLevel, ScriptHost, ScriptParam, ScriptValue};
+pub use host::{FunctionError, LogLevel, ScriptHost, ScriptParam, ScriptValue};
 pub use interp::Interpreter;
 
 /// A literal value of a global parameter or a `modparam`. The words `yes`/`true`/`on` read as
@@ -115,17 +115,18 @@ impl fmt::Debug for Script {
 }
 
 /// A function a script may call, with how many arguments it takes (empty arguments count).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionSpec {
-    pub name: &'static str,
+    /// Built-in names are static; a module's come from its declaration.
+    pub name: std::borrow::Cow<'static, str>,
     pub min_args: usize,
     pub max_args: usize,
 }
 
 /// The functions the interpreter implements itself.
 pub fn builtin_functions() -> Vec<FunctionSpec> {
-    let f = |name, min_args, max_args| FunctionSpec {
-        name,
+    let f = |name: &'static str, min_args, max_args| FunctionSpec {
+        name: name.into(),
         min_args,
         max_args,
     };

@@ -96,14 +96,14 @@ fn the_function_table_is_the_callers() {
     .unwrap();
     let mut table = evi_script::builtin_functions();
     table.push(FunctionSpec {
-        name: "sl_send_reply",
+        name: "sl_send_reply".into(),
         min_args: 2,
         max_args: 2,
     });
     let errs: Vec<String> = s.check(&table).iter().map(|d| d.headline()).collect();
     assert_eq!(errs, vec!["f.cfg:1:42: unknown function 't_relay'"]);
     table.push(FunctionSpec {
-        name: "t_relay",
+        name: "t_relay".into(),
         min_args: 1,
         max_args: 1,
     });

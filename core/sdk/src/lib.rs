@@ -182,7 +182,8 @@ pub const fn build_info() -> &'static str {
 /// Emits the one exported symbol (`evi_module`) the host loads. `name` must equal the library's
 /// file stem (`event_flatstore` for `libevent_flatstore.so`). Each MI command lists its recipes
 /// (accepted parameter-name lists); `transports` lists `"proto" (FLAGS)`, and needs `module` to
-/// implement [`Transport`].
+/// implement [`Transport`]; the optional `functions` lists script functions as
+/// `"name" (MIN..=MAX args) "doc"`, run by [`Module::script_function`].
 #[macro_export]
 macro_rules! export_module {
     (
@@ -192,10 +193,14 @@ macro_rules! export_module {
         params: [$($param:expr),* $(,)?],
         events: [$($event:literal),* $(,)?],
         mi: [$($cmd:literal [$([$($pname:literal),*]),*] $cdoc:literal),* $(,)?],
-        transports: [$($proto:literal ($flags:expr)),* $(,)?] $(,)?
+        transports: [$($proto:literal ($flags:expr)),* $(,)?]
+        $(, functions: [$($fname:literal ($fmin:literal ..= $fmax:literal) $fdoc:literal),* $(,)?])? $(,)?
     ) => {
         const _: () = {
-            use $crate::abi::{EviMiCmd, EviMiRecipe, EviModuleDecl, EviParamSpec, EviStr, EviTransport};
+            use $crate::abi::{
+                EviMiCmd, EviMiRecipe, EviModuleDecl, EviModuleExt, EviParamSpec, EviScriptFn,
+                EviStr, EviTransport,
+            };
 
             static PARAMS: &[EviParamSpec] = &[$($param),*];
             static EVENTS: &[EviStr] = &[$(EviStr::from_static($event)),*];
@@ -213,6 +218,13 @@ macro_rules! export_module {
                 handler: $crate::shim::mi::<$m>,
             }),*];
             static TRANSPORTS: &[EviTransport] = &[$($crate::shim::transport::<$m>($proto, $flags)),*];
+            static FUNCTIONS: &[EviScriptFn] =
+                &[$($($crate::shim::script_fn::<$m>($fname, $fmin, $fmax, $fdoc)),*)?];
+            static EXT: EviModuleExt = EviModuleExt {
+                size: ::core::mem::size_of::<EviModuleExt>(),
+                script_fns: FUNCTIONS.as_ptr(),
+                n_script_fns: FUNCTIONS.len(),
+            };
 
             #[no_mangle]
             pub static evi_module: EviModuleDecl = EviModuleDecl {
@@ -233,7 +245,7 @@ macro_rules! export_module {
                 destroy: $crate::shim::destroy::<$m>,
                 flush: Some($crate::shim::flush::<$m>),
                 member_status: Some($crate::shim::member_status::<$m>),
-                ext: ::core::ptr::null(),
+                ext: &EXT,
             };
         };
     };

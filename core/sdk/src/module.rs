@@ -1,6 +1,6 @@
 //! The traits a module implements.
 
-use crate::{Event, Host, MiError, MiParams, MiResult, Params};
+use crate::{Event, Host, MiError, MiParams, MiResult, Params, Value};
 
 /// A module: created by `init` with its checked params, dropped after `destroy`.
 ///
@@ -23,6 +23,15 @@ pub trait Module: Sized + Send + 'static {
     /// Run one of the MI commands listed in `export_module!`.
     fn mi_command(&mut self, name: &str, _params: &MiParams) -> MiResult {
         Err(MiError::new(-32601, "Method not found").with_data(name.to_string()))
+    }
+
+    /// Run one of the script functions listed in `export_module!` (`functions:`), called from
+    /// a route of the config. The argument count is already checked against the declared range.
+    /// `Ok(true)` is a positive result for the script, `Ok(false)` a negative one; an `Err` is a
+    /// negative result whose reason the daemon logs with the call's file:line. Must not block:
+    /// the script waits for the answer.
+    fn script_function(&mut self, name: &str, _args: &[Value<'_>]) -> Result<bool, String> {
+        Err(format!("function {name} is not implemented by this module"))
     }
 }
 

@@ -5,7 +5,8 @@ use crate::host::{install_logger, remove_logger, write};
 use crate::mi::MiParams;
 use crate::{Delivery, Event, Host, Module, Params, Raised, Transport};
 use evi_abi::{
-    EviEvent, EviHost, EviMiReply, EviParam, EviStatus, EviStr, EviTransport, EviWriter,
+    EviEvent, EviHost, EviMiReply, EviParam, EviScriptFn, EviStatus, EviStr, EviTransport,
+    EviValue, EviWriter,
 };
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -150,6 +151,57 @@ pub unsafe extern "C" fn mi<M: Module>(
         Err(e) => send_err(e.code, &e.message, e.data.as_deref()),
     }
     EviStatus::OK
+}
+
+/// One entry of the `functions:` table of `export_module!`.
+pub const fn script_fn<M: Module>(
+    name: &'static str,
+    min_args: u32,
+    max_args: u32,
+    doc: &'static str,
+) -> EviScriptFn {
+    EviScriptFn {
+        name: EviStr::from_static(name),
+        doc: EviStr::from_static(doc),
+        min_args,
+        max_args,
+        handler: call_script_fn::<M>,
+    }
+}
+
+unsafe extern "C" fn call_script_fn<M: Module>(
+    inst: *mut c_void,
+    name: EviStr,
+    args: *const EviValue,
+    n_args: usize,
+    err: EviWriter,
+) -> EviStatus {
+    // SAFETY: all pointers are valid for the call; `args` holds `n_args` values.
+    let name = String::from_utf8_lossy(unsafe { name.as_bytes() }).into_owned();
+    let raw = if args.is_null() || n_args == 0 {
+        &[][..]
+    } else {
+        unsafe { std::slice::from_raw_parts(args, n_args) }
+    };
+    let args: Vec<crate::Value<'_>> = raw
+        .iter()
+        .map(|v| unsafe { crate::Value::from_raw(v) })
+        .collect();
+    let r = unsafe {
+        guard::<M, _>(
+            inst,
+            |why| Err(why.to_string()),
+            |m| m.script_function(&name, &args),
+        )
+    };
+    match r {
+        Ok(true) => EviStatus::OK,
+        Ok(false) => EviStatus::ERROR,
+        Err(e) => {
+            write(err, &e);
+            EviStatus::ERROR
+        }
+    }
 }
 
 unsafe extern "C" fn parse<M: Transport>(

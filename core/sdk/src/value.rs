@@ -52,6 +52,7 @@ impl<'a> Param<'a> {
     /// # Safety
     /// `raw` must be valid for `'a`.
     pub(crate) unsafe fn from_raw(raw: &EviParam) -> Param<'a> {
+        let value = unsafe { Value::from_raw(&raw.value) };
         let name = raw.name.as_bytes();
         Param {
             // The host checks names as UTF-8 before they reach a module.
@@ -60,11 +61,19 @@ impl<'a> Param<'a> {
             } else {
                 std::str::from_utf8(name).ok()
             },
-            value: match raw.value.kind {
-                EVI_VALUE_INT => Value::Int(raw.value.int),
-                EVI_VALUE_STR => Value::Str(raw.value.str.as_bytes()),
-                _ => Value::Null,
-            },
+            value,
+        }
+    }
+}
+
+impl<'a> Value<'a> {
+    /// # Safety
+    /// `raw` (and the bytes it points to) must be valid for `'a`.
+    pub(crate) unsafe fn from_raw(raw: &EviValue) -> Value<'a> {
+        match raw.kind {
+            EVI_VALUE_INT => Value::Int(raw.int),
+            EVI_VALUE_STR => Value::Str(unsafe { raw.str.as_bytes() }),
+            _ => Value::Null,
         }
     }
 }

@@ -8,17 +8,23 @@
 //! - [`Server`]: the listener and its connection threads (which run the MI calls), all joined on
 //!   stop.
 //! - `http` (private): the bounded HTTP/1.1 reader and writer.
+//! - [`TlsConfig`]: HTTPS, when `tls_certificate` and `tls_private_key` are set; `stream`
+//!   (private) lets the same HTTP code run over TCP or TLS.
 
 mod handler;
 mod http;
 mod metrics;
 mod server;
+mod stream;
+mod tls;
 
 pub use handler::{Endpoint, MiFn, Reply};
 pub use server::{Config, Server, MAX_CONNECTIONS};
+pub use tls::TlsConfig;
 
 use evi_sdk::{export_module, param, Host, Module, ParamValue, Params};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Default of the `ip` modparam: loopback, unlike OpenSIPS 3.x httpd (all interfaces).
@@ -43,6 +49,9 @@ export_module! {
         param::int("threads", DEFAULT_THREADS, 1, 64, "MI requests run at once (each on its connection thread); more wait"),
         param::int("max_body", DEFAULT_MAX_BODY, 1024, 67_108_864, "Largest request body in bytes; larger gets HTTP 413"),
         param::str_unset("auth_token", "If set, every request must carry Authorization: Bearer TOKEN, else HTTP 401"),
+        param::str_unset("tls_certificate", "PEM certificate chain, server certificate first; with tls_private_key set too, only HTTPS is served"),
+        param::str_unset("tls_private_key", "PEM private key of tls_certificate"),
+        param::str_unset("tls_ca_list", "PEM CA certificates; if set, HTTPS clients must present a certificate signed by one of them"),
     ],
     events: [],
     mi: [],
@@ -73,6 +82,32 @@ fn int_param(params: &Params, name: &str, default: i64, min: i64, max: i64) -> R
     }
 }
 
+/// The `tls_*` modparams: `None` for plain HTTP. Checked before anything binds, so a bad file
+/// fails `init` without a listener ever opening.
+fn tls_config(params: &Params) -> Result<Option<TlsConfig>, String> {
+    let set = |name| params.str(name).map(str::trim).filter(|p| !p.is_empty());
+    let ca = set("tls_ca_list");
+    match (set("tls_certificate"), set("tls_private_key")) {
+        (Some(cert), Some(key)) => {
+            TlsConfig::from_pem_files(Path::new(cert), Path::new(key), ca.map(Path::new)).map(Some)
+        }
+        (None, None) if ca.is_some() => Err(
+            "mi_http: modparam tls_ca_list needs tls_certificate and tls_private_key set too"
+                .into(),
+        ),
+        (None, None) => Ok(None),
+        (cert, _) => Err(format!(
+            "mi_http: modparams tls_certificate and tls_private_key must be set together \
+             (only {} is set)",
+            if cert.is_some() {
+                "tls_certificate"
+            } else {
+                "tls_private_key"
+            }
+        )),
+    }
+}
+
 impl Module for MiHttp {
     fn init(host: Host, params: &Params) -> Result<Self, String> {
         let ip = params.str("ip").unwrap_or(DEFAULT_IP).trim();
@@ -97,14 +132,17 @@ impl Module for MiHttp {
         } else {
             format!("{ip}:{port}")
         };
+        let tls = tls_config(params)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mi: Arc<MiFn> = Arc::new(move |request: &[u8]| host.mi_execute(request));
         let mut config = Config::new(root, threads, max_body);
         config.token = params.str("auth_token").map(str::to_string);
+        config.tls = tls;
         let server = Server::start((ip, port), config, mi)
             .map_err(|e| format!("mi_http: cannot listen on {shown}: {e}"))?;
         let endpoint = Endpoint::new(root, max_body);
         log::info!(
-            "MI over HTTP on http://{}/{}",
+            "MI over HTTP on {scheme}://{}/{}",
             server.local_addr(),
             endpoint.root()
         );

@@ -8,9 +8,15 @@
 //! most `threads` MI calls run at once; the others wait for a slot. [`Server::stop`] (and drop)
 //! wakes every thread and joins it, because the library is unloaded right after `destroy`: a
 //! thread still running module code then would crash the daemon.
+//!
+//! With TLS the handshake also runs on the connection's thread, under the same deadline as a
+//! request: until it completes the connection is one more waiting for a request, evictable
+//! like any other.
 
 use crate::handler::{Endpoint, MiFn, Reply};
 use crate::http::{self, Body, Framing, Persist, ReadError, Reader};
+use crate::stream::Stream;
+use crate::tls::TlsConfig;
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -44,6 +50,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Required bearer token (`auth_token`); `None` = no authentication.
     pub token: Option<String>,
+    /// Serve HTTPS only (`tls_*` modparams); `None` = plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -54,6 +62,7 @@ impl Config {
             max_body,
             timeout: Duration::from_secs(30),
             token: None,
+            tls: None,
         }
     }
 }
@@ -62,6 +71,7 @@ impl Config {
 struct Shared {
     endpoint: Endpoint,
     timeout: Duration,
+    tls: Option<TlsConfig>,
     listener: TcpListener,
     stopping: AtomicBool,
     conns: Mutex<Conns>,
@@ -117,6 +127,7 @@ impl Server {
         let shared = Arc::new(Shared {
             endpoint: Endpoint::new(&config.root, config.max_body).with_token(config.token.clone()),
             timeout: config.timeout,
+            tls: config.tls,
             listener,
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
@@ -244,9 +255,13 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     if conns.sockets.len() >= MAX_CONNECTIONS && !evict_oldest_waiting(&mut conns) {
         drop(conns);
         log::warn!("mi_http: {MAX_CONNECTIONS} connections are all in MI calls; refusing {peer}");
-        let mut stream = stream;
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = http::write_response(&mut stream, &Reply::refused(503), Persist::Close, false);
+        // A TLS client would need a handshake, on this thread, before it could read a 503:
+        // it is just closed.
+        if shared.tls.is_none() {
+            let mut stream = stream;
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = http::write_response(&mut stream, &Reply::refused(503), Persist::Close, false);
+        }
         return;
     }
     let handle = match stream.try_clone() {
@@ -305,6 +320,14 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activity: &Activi
     // Replies go out in one write; without NODELAY a keep-alive client could wait out Nagle.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(shared.timeout));
+    let stream = match Stream::accept(stream, shared.tls.as_ref(), shared.timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            // Scanners and plain-HTTP clients on the HTTPS port are routine: debug only.
+            log::debug!("mi_http: TLS handshake with {peer} failed: {e}");
+            return;
+        }
+    };
     let mut conn = Reader::new(stream);
     while !shared.stopping.load(Ordering::Acquire) {
         match serve_one(&mut conn, shared, activity) {
@@ -322,8 +345,10 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activity: &Activi
 /// Close gracefully: send FIN, then read and drop what the client still sends (bounded in bytes
 /// and time). Closing a socket with unread input makes the kernel send a reset, and a client that
 /// was still sending a body we refused would lose our response (the 413) to it.
-fn linger(stream: &mut TcpStream) {
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+fn linger(stream: &mut Stream) {
+    stream.shutdown_write();
+    // Raw socket bytes: whatever the client still sends is dropped unread, TLS or not.
+    let mut stream = stream.tcp();
     let deadline = Instant::now() + LINGER_TIME;
     let mut buf = [0u8; 8192];
     let mut total = 0;
@@ -332,7 +357,7 @@ fn linger(stream: &mut TcpStream) {
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return;
         }
-        match std::io::Read::read(stream, &mut buf) {
+        match std::io::Read::read(&mut stream, &mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => total += n,
         }
@@ -340,14 +365,10 @@ fn linger(stream: &mut TcpStream) {
 }
 
 /// Serve one request; `Ok(true)` when the connection stays open for the next one.
-fn serve_one(
-    conn: &mut Reader<TcpStream>,
-    shared: &Shared,
-    activity: &Activity,
-) -> io::Result<bool> {
+fn serve_one(conn: &mut Reader<Stream>, shared: &Shared, activity: &Activity) -> io::Result<bool> {
     let ep = &shared.endpoint;
     let deadline = Instant::now() + shared.timeout;
-    let refuse = |conn: &mut Reader<TcpStream>, reply: &Reply, head_only: bool| {
+    let refuse = |conn: &mut Reader<Stream>, reply: &Reply, head_only: bool| {
         http::write_response(conn.get_mut(), reply, Persist::Close, head_only).map(|()| false)
     };
     let head = match conn.read_head(deadline) {

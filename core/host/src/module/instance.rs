@@ -1,6 +1,7 @@
 //! The module side of an instance: the ABI calls made on the module's thread.
 
-use evi_abi::{EviMiReply, EviModuleDecl, EviStatus, EviStr, EviTransport, EviWriter};
+use evi_abi::{EviMiReply, EviModuleDecl, EviStatus, EviStr, EviTransport, EviValue, EviWriter};
+use evi_script::ScriptValue;
 use std::ffi::c_void;
 
 /// One initialised instance of a module library, only ever touched on its thread.
@@ -109,6 +110,42 @@ impl Instance {
         let t = self.transport(idx);
         // SAFETY: s is a live socket of this transport, freed once.
         unsafe { (t.free)(self.ptr, s.0) }
+    }
+
+    /// Run an exported script function: `Ok(true)` for a positive result, `Ok(false)` for a
+    /// negative one, `Err(reason)` when it failed.
+    pub(crate) fn script_fn(&self, name: &str, args: &[ScriptValue]) -> Result<bool, String> {
+        // SAFETY: the declaration passed the loader's checks.
+        let table = unsafe { crate::loader::script_fn_table(self.decl()) };
+        let f = table
+            .iter()
+            // SAFETY: static data of the library.
+            .find(|f| unsafe { f.name.as_bytes() } == name.as_bytes())
+            .ok_or_else(|| format!("the module exports no function {name}"))?;
+        let raw: Vec<EviValue> = args
+            .iter()
+            .map(|a| match a {
+                ScriptValue::Null => EviValue::NULL,
+                ScriptValue::Int(i) => EviValue::int(*i),
+                ScriptValue::Str(s) => EviValue::str(EviStr::new(s.as_bytes())),
+            })
+            .collect();
+        let mut err = Vec::new();
+        // SAFETY: on the module's thread; `raw` and the strings it borrows outlive the call.
+        let st = unsafe {
+            (f.handler)(
+                self.ptr,
+                EviStr::new(name.as_bytes()),
+                raw.as_ptr(),
+                raw.len(),
+                writer(&mut err),
+            )
+        };
+        match st {
+            EviStatus::OK => Ok(true),
+            _ if err.is_empty() => Ok(false),
+            _ => Err(String::from_utf8_lossy(&err).into_owned()),
+        }
     }
 
     /// Run an exported MI command: `Ok(result json)` or `Err((code, message, data))`.

@@ -1,13 +1,16 @@
-//! A minimal HTTP/1.1 client over `std::net::TcpStream`, for asserting exact wire bytes.
+//! A minimal HTTP/1.1 client over `std::net::TcpStream` (or TLS, see [`pki`]), for asserting
+//! exact wire bytes.
 
 #![allow(dead_code)]
+
+pub mod pki;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-pub struct Client {
-    pub reader: BufReader<TcpStream>,
+pub struct Client<S = TcpStream> {
+    pub reader: BufReader<S>,
 }
 
 #[derive(Debug)]
@@ -46,9 +49,18 @@ impl Client {
             reader: BufReader::new(s),
         }
     }
+}
+
+impl<S: Read + Write> Client<S> {
+    pub fn over(stream: S) -> Client<S> {
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.reader.get_mut().write_all(bytes).expect("send");
+        let w = self.reader.get_mut();
+        w.write_all(bytes).and_then(|()| w.flush()).expect("send");
     }
 
     pub fn post(&mut self, path: &str, body: &[u8]) {
