@@ -66,9 +66,15 @@ impl Files {
     }
 
     /// Open `name` (the real file name) for the subscribed `path`, with one reference.
-    pub fn open(&mut self, path: &str, name: String) -> Result<usize, String> {
+    /// `root`: see [`OutFile::open`].
+    pub fn open(
+        &mut self,
+        path: &str,
+        name: String,
+        root: Option<std::path::PathBuf>,
+    ) -> Result<usize, String> {
         self.check_room(path)?;
-        let out = OutFile::open(name, self.mode)?;
+        let out = OutFile::open(name, self.mode, root)?;
         let entry = Entry {
             path: path.to_string(),
             refs: 1,

@@ -150,7 +150,7 @@ impl Transport for EventFlatstore {
     type Socket = Socket;
 
     fn parse(&mut self, _proto: &str, body: &str) -> Result<Socket, String> {
-        self.store.parse(body)
+        self.store.parse(body, self.host.mi_file_root())
     }
 
     fn matches(&self, a: &Socket, b: &Socket) -> bool {

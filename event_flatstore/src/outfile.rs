@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Write out as soon as this much is buffered, without waiting for `flush`.
@@ -73,6 +74,8 @@ impl Outcomes {
 pub struct OutFile {
     /// The real name: subscribed path + suffix.
     name: String,
+    /// The directory every (re)open stays beneath, for MI subscriptions (see `open_append`).
+    root: Option<PathBuf>,
     file: File,
     buf: Vec<u8>,
     /// `buf` starts with the rest of a line whose beginning is already in `file`.
@@ -94,21 +97,34 @@ pub struct OutFile {
 ///
 /// `O_NONBLOCK` only matters for a FIFO: without a reader, `open` fails (ENXIO) instead of
 /// blocking the module's thread; regular files ignore it.
-fn open_append(name: &str, mode: u32) -> Result<File, String> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(mode)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(name)
-        .map_err(|e| format!("flatstore: cannot open '{name}': {e}"))
+///
+/// With a `root` (an MI subscription under the daemon's `mi_flatstore_dir`) the kernel resolves
+/// the name beneath it, refusing `..` and every symlink, at this open and every reopen.
+fn open_append(name: &str, mode: u32, root: Option<&Path>) -> Result<File, String> {
+    match root {
+        None => OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(mode)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(name),
+        Some(r) => evi_sdk::fs::open_beneath(r, Path::new(name), mode, libc::O_NONBLOCK),
+    }
+    .map_err(|e| match root {
+        Some(r) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::ELOOP)) => format!(
+            "flatstore: cannot open '{name}': it leads outside {} or through a symlink ({e})",
+            r.display()
+        ),
+        _ => format!("flatstore: cannot open '{name}': {e}"),
+    })
 }
 
 impl OutFile {
-    pub fn open(name: String, mode: u32) -> Result<OutFile, String> {
-        let file = open_append(&name, mode)?;
+    pub fn open(name: String, mode: u32, root: Option<PathBuf>) -> Result<OutFile, String> {
+        let file = open_append(&name, mode, root.as_deref())?;
         Ok(OutFile {
             name,
+            root,
             file,
             buf: Vec::new(),
             partial_head: false,
@@ -315,7 +331,7 @@ impl OutFile {
         mode: u32,
         out: &mut Outcomes,
     ) -> Result<String, String> {
-        let file = open_append(&name, mode)?;
+        let file = open_append(&name, mode, self.root.as_deref())?;
         // Lines go to the old file while it takes them; the rest start the new one, except the
         // end of a line begun in the old file.
         let _ = self.write_out(out);
@@ -387,7 +403,7 @@ mod tests {
     fn buffered_until_flush_then_written_whole_and_reported() {
         let dir = TempDir::new("out-flush");
         let mut out = Outcomes::default();
-        let mut f = OutFile::open(dir.path_str("a.log"), 0o644).expect("open");
+        let mut f = OutFile::open(dir.path_str("a.log"), 0o644, None).expect("open");
         f.push_line(Delivery(1), text(b"one\n"), &mut out)
             .expect("buffered");
         f.push_line(Delivery(2), text(b"two\n"), &mut out)
@@ -405,7 +421,7 @@ mod tests {
     fn large_buffer_is_written_without_flush() {
         let dir = TempDir::new("out-threshold");
         let mut out = Outcomes::default();
-        let mut f = OutFile::open(dir.path_str("a.log"), 0o644).expect("open");
+        let mut f = OutFile::open(dir.path_str("a.log"), 0o644, None).expect("open");
         let n = WRITE_THRESHOLD / 100 + 1;
         for i in 0..n {
             f.push_line(Delivery(i as u64), line(100), &mut out)
@@ -424,7 +440,7 @@ mod tests {
             return;
         }
         let mut out = Outcomes::default();
-        let mut f = OutFile::open("/dev/full".into(), 0o644).expect("open /dev/full");
+        let mut f = OutFile::open("/dev/full".into(), 0o644, None).expect("open /dev/full");
         for t in 1..=3 {
             f.push_line(Delivery(t), line(10), &mut out)
                 .expect("buffered");
@@ -474,7 +490,8 @@ mod tests {
         // SAFETY: both descriptors are fresh and owned here (closed on drop).
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let mut out = Outcomes::default();
-        let mut f = OutFile::open(format!("/proc/self/fd/{}", fds[1]), 0o644).expect("open pipe");
+        let mut f =
+            OutFile::open(format!("/proc/self/fd/{}", fds[1]), 0o644, None).expect("open pipe");
         let total = 100;
         let mut refused = 0;
         for t in 0..total {
@@ -529,7 +546,7 @@ mod tests {
     fn reopen_failure_keeps_the_old_file() {
         let dir = TempDir::new("out-reopen-fail");
         let mut out = Outcomes::default();
-        let mut f = OutFile::open(dir.path_str("a.log"), 0o644).expect("open");
+        let mut f = OutFile::open(dir.path_str("a.log"), 0o644, None).expect("open");
         f.push_line(Delivery(1), text(b"kept\n"), &mut out)
             .expect("buffered");
         let err = f

@@ -10,6 +10,7 @@ use crate::outfile::{FileStats, Outcomes};
 use crate::suffix::{now_secs, Suffix};
 use crate::uri;
 use evi_sdk::{Delivery, Event, Params};
+use std::path::PathBuf;
 
 /// A `flatstore:` subscriber: the path as given and its shared open file.
 #[derive(Debug)]
@@ -80,8 +81,9 @@ impl Flatstore {
         }
     }
 
-    /// Parse a socket body: share the file if the path is open, else check and open it.
-    pub fn parse(&mut self, body: &str) -> Result<Socket, String> {
+    /// Parse a socket body: share the file if the path is open, else check and open it
+    /// (beneath `root` for an MI subscription under `mi_flatstore_dir`).
+    pub fn parse(&mut self, body: &str, root: Option<PathBuf>) -> Result<Socket, String> {
         let path = uri::parse_body(body)?;
         let slot = match self.files.share(path) {
             Some(slot) => slot,
@@ -89,7 +91,7 @@ impl Flatstore {
                 self.files.check_room(path)?;
                 let name = self.file_name(path, now_secs());
                 uri::check_target(&name)?;
-                self.files.open(path, name)?
+                self.files.open(path, name, root)?
             }
         };
         Ok(Socket {
@@ -218,7 +220,7 @@ mod tests {
     fn lines_appear_after_flush_in_raise_order() {
         let dir = TempDir::new("store-flush");
         let mut fs = store(&[]);
-        let s = fs.parse(&dir.path_str("a.log")).expect("parse");
+        let s = fs.parse(&dir.path_str("a.log"), None).expect("parse");
         for v in ["1", "2", "3"] {
             raise(&mut fs, &s, &ev(v));
         }
@@ -235,8 +237,8 @@ mod tests {
         let dir = TempDir::new("store-share");
         let path = dir.path_str("a.log");
         let mut fs = store(&[]);
-        let mut a = fs.parse(&path).expect("parse a");
-        let mut b = fs.parse(&path).expect("parse b");
+        let mut a = fs.parse(&path, None).expect("parse a");
+        let mut b = fs.parse(&path, None).expect("parse b");
         assert!(Flatstore::matches(&a, &b));
         assert_eq!(fs.open_files(), 1);
         raise(&mut fs, &a, &ev("a"));
@@ -258,11 +260,11 @@ mod tests {
         let dir = TempDir::new("store-print");
         let mut fs = store(&[]);
         let body = format!("{}/./a.log", dir.path_str("").trim_end_matches('/'));
-        let s = fs.parse(&body).expect("parse");
+        let s = fs.parse(&body, None).expect("parse");
         let mut out = String::new();
         Flatstore::print(&s, &mut out);
         assert_eq!(out, body);
-        let other = fs.parse(&dir.path_str("a.log")).expect("parse");
+        let other = fs.parse(&dir.path_str("a.log"), None).expect("parse");
         assert!(
             !Flatstore::matches(&s, &other),
             "different path strings are different sockets"
@@ -273,12 +275,14 @@ mod tests {
     fn max_open_sockets_limits_distinct_files() {
         let dir = TempDir::new("store-max");
         let mut fs = store(&[("max_open_sockets", ParamValue::Int(2))]);
-        let mut a = fs.parse(&dir.path_str("a.log")).expect("a");
-        let _b = fs.parse(&dir.path_str("b.log")).expect("b");
+        let mut a = fs.parse(&dir.path_str("a.log"), None).expect("a");
+        let _b = fs.parse(&dir.path_str("b.log"), None).expect("b");
         let _a2 = fs
-            .parse(&dir.path_str("a.log"))
+            .parse(&dir.path_str("a.log"), None)
             .expect("sharing needs no new file");
-        let err = fs.parse(&dir.path_str("c.log")).expect_err("third file");
+        let err = fs
+            .parse(&dir.path_str("c.log"), None)
+            .expect_err("third file");
         assert!(
             err.contains("max_open_sockets (2)") && err.contains("c.log"),
             "{err}"
@@ -295,11 +299,11 @@ mod tests {
     fn bad_paths_fail_to_parse() {
         let dir = TempDir::new("store-bad");
         let mut fs = store(&[]);
-        assert!(fs.parse("").is_err());
-        let err = fs.parse(&dir.path_str("")).expect_err("directory");
+        assert!(fs.parse("", None).is_err());
+        let err = fs.parse(&dir.path_str(""), None).expect_err("directory");
         assert!(err.contains("is a directory"), "{err}");
         let missing = dir.path_str("no/such/dir/a.log");
-        let err = fs.parse(&missing).expect_err("missing parent");
+        let err = fs.parse(&missing, None).expect_err("missing parent");
         assert!(
             err.contains(&missing) && err.contains("No such file or directory"),
             "{err}"
@@ -313,7 +317,7 @@ mod tests {
         for mode in ["600", "640", "0444"] {
             let mut fs = store(&[("file_permissions", ParamValue::Str(mode.into()))]);
             let name = dir.path_str(&format!("m{mode}.log"));
-            let _s = fs.parse(&name).expect("parse");
+            let _s = fs.parse(&name, None).expect("parse");
             let got = std::fs::metadata(&name)
                 .expect("created")
                 .permissions()
@@ -329,7 +333,7 @@ mod tests {
         let dir = TempDir::new("store-rotate");
         let path = dir.path_str("a.log");
         let mut fs = store(&[]);
-        let s = fs.parse(&path).expect("parse");
+        let s = fs.parse(&path, None).expect("parse");
         raise(&mut fs, &s, &ev("old"));
         fs.flush();
         std::fs::rename(&path, dir.path_str("a.log.1")).expect("rename");
@@ -350,7 +354,7 @@ mod tests {
     fn rotate_unknown_path_is_not_found() {
         let dir = TempDir::new("store-rotate-404");
         let mut fs = store(&[]);
-        let _s = fs.parse(&dir.path_str("a.log")).expect("parse");
+        let _s = fs.parse(&dir.path_str("a.log"), None).expect("parse");
         assert_eq!(
             fs.rotate(&dir.path_str("b.log")),
             Err(RotateError::NotFound)
@@ -363,7 +367,7 @@ mod tests {
         let path = dir.path_str("ev");
         let suffix = ParamValue::Str(".$Ts.log".into());
         let mut fs = store(&[("suffix", suffix)]);
-        let s = fs.parse(&path).expect("parse");
+        let s = fs.parse(&path, None).expect("parse");
         let first = fs.file_name_of(&path).expect("open").to_string();
         assert!(first.starts_with(&path) && first.ends_with(".log") && first != path);
         raise(&mut fs, &s, &ev("1"));
@@ -385,8 +389,8 @@ mod tests {
     fn reopen_all_reopens_every_file() {
         let dir = TempDir::new("store-reopen-all");
         let mut fs = store(&[]);
-        let a = fs.parse(&dir.path_str("a.log")).expect("a");
-        let b = fs.parse(&dir.path_str("b.log")).expect("b");
+        let a = fs.parse(&dir.path_str("a.log"), None).expect("a");
+        let b = fs.parse(&dir.path_str("b.log"), None).expect("b");
         for name in ["a.log", "b.log"] {
             std::fs::rename(dir.path_str(name), dir.path_str(&format!("{name}.1"))).expect("mv");
         }
@@ -406,8 +410,8 @@ mod tests {
     fn sockets_of_different_events_share_a_file() {
         let dir = TempDir::new("store-events");
         let mut fs = store(&[("delimiter", ParamValue::Str(";".into()))]);
-        let s1 = fs.parse(&dir.path_str("a.log")).expect("1");
-        let s2 = fs.parse(&dir.path_str("a.log")).expect("2");
+        let s1 = fs.parse(&dir.path_str("a.log"), None).expect("1");
+        let s2 = fs.parse(&dir.path_str("a.log"), None).expect("2");
         raise(&mut fs, &s1, &TestEvent::new("E_ONE").int(Some("n"), 1));
         raise(&mut fs, &s2, &TestEvent::new("E_TWO").str(Some("s"), "x;y"));
         fs.flush();
@@ -420,7 +424,7 @@ mod tests {
     fn throughput() {
         let dir = TempDir::new("store-bench");
         let mut fs = store(&[]);
-        let s = fs.parse(&dir.path_str("bench.log")).expect("parse");
+        let s = fs.parse(&dir.path_str("bench.log"), None).expect("parse");
         let ev = TestEvent::new("E_DLG_STATE_CHANGED")
             .str(Some("callid"), "1a2b3c4d5e6f@10.0.0.1")
             .int(Some("hash_entry"), 7425)

@@ -79,6 +79,14 @@ pub struct EviHost {
     /// `raise` with the delivery being refused. Read `size` before calling: a 1.0 host has no
     /// such field.
     pub delivery_suspend: unsafe extern "C" fn(ctx: *mut c_void, delivery: u64, millis: u32),
+    /// ABI 1.2. Call from a transport's `parse` (on the module's thread): when the socket being
+    /// parsed comes from an MI subscription that must stay inside a directory (the core's
+    /// `mi_flatstore_dir`), writes that directory to `out` and returns true. The module then
+    /// opens the socket's files beneath it, now and at every reopen, with
+    /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so that a symlink or rename made after
+    /// the host checked the path cannot lead outside. Returns false (nothing written) for
+    /// trusted sockets (config file) and outside `parse`. Read `size` before calling.
+    pub mi_file_root: unsafe extern "C" fn(ctx: *mut c_void, out: EviWriter) -> bool,
 }
 
 // SAFETY: every function is documented thread-safe; ctx is an opaque handle.

@@ -226,3 +226,82 @@ fn mi_subscriptions_reach_only_allowed_destinations_virtual_members_included() {
     assert!(!text.contains("169.254"), "{text}");
     assert!(text.contains("tcp:127.0.0.2:9"), "{text}");
 }
+
+/// The race the host's own check cannot close: a directory inside `mi_flatstore_dir` is swapped
+/// with a symlink to the outside (atomically, `renameat2(RENAME_EXCHANGE)`) while MI subscribes
+/// files in it. flatstore opens each file with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
+/// beneath the directory, so however the swaps fall, no file is ever created outside.
+#[test]
+fn a_symlink_swapped_in_after_the_check_cannot_lead_outside() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let d = Daemon::start(
+        "mi_flatstore_dir = \"{dir}/events\"\nmi_max_subscribers_per_event = 100000\n\
+         loadmodule \"event_flatstore.so\"\n\
+         startup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/trusted.log\"); }",
+    );
+    let events = d.dir.join("events");
+    let outside = d.dir.join("outside");
+    for p in [events.join("d"), outside.clone()] {
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    std::os::unix::fs::symlink(&outside, events.join("swap")).expect("symlink");
+    let c = |p: std::path::PathBuf| CString::new(p.as_os_str().as_bytes()).expect("path");
+    let (a, b) = (c(events.join("d")), c(events.join("swap")));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: two valid paths; the call only renames.
+                let r = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(r, 0, "renameat2: {}", std::io::Error::last_os_error());
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let dir = d.dir.path().display().to_string();
+    let (mut accepted, mut refused_n) = (0, 0);
+    for i in 0..400 {
+        let socket = format!("flatstore:{dir}/events/d/f{i}.log");
+        match d.mi("event_subscribe", json!(["E_X", socket, 60])) {
+            Ok(_) => accepted += 1,
+            Err(_) => refused_n += 1,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = flipper.join().expect("flipper");
+    // A lookup parses the socket too (and flatstore opens files when parsing): it is held to
+    // the policy as well, so it creates nothing outside either.
+    let probe = format!("flatstore:{dir}/outside/probe.log");
+    assert!(d.mi("subscribers_list", json!(["E_X", probe])).is_err());
+    let escaped: Vec<_> = std::fs::read_dir(&outside)
+        .expect("outside")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "{} file(s) created outside mi_flatstore_dir: {escaped:?}\n{}",
+        escaped.len(),
+        d.log()
+    );
+    eprintln!("{swaps} swaps; {accepted} accepted, {refused_n} refused");
+    assert!(
+        accepted > 0 && refused_n > 0,
+        "both sides of the race were hit: {accepted} accepted, {refused_n} refused"
+    );
+}

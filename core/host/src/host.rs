@@ -504,9 +504,10 @@ impl Shared {
         let candidates = same_transport(&current, &module, tidx);
         let body = body.to_string();
         let unsubscribe = expire == Some(0);
+        let policy = mi_policy.clone();
         let outcome = module
             .call(move |inst| -> Result<Parsed, String> {
-                let new = inst.parse_for(tidx, &body, mi_policy.as_ref())?;
+                let new = inst.parse_for(tidx, &body, policy.as_ref())?;
                 if let Some(&(id, _)) = candidates.iter().find(|(_, h)| inst.matches(tidx, new, *h))
                 {
                     inst.free(tidx, new);
@@ -559,6 +560,7 @@ impl Shared {
                     }),
                     subscribed_at: AtomicI64::new(now),
                     stats: Default::default(),
+                    mi_policy,
                 });
                 self.registry.track(&sub);
                 let mut list = Vec::with_capacity(current.len() + 1);
@@ -570,12 +572,19 @@ impl Shared {
         }
     }
 
-    /// The subscriber of `entry` that `socket` matches (parsed and compared by its transport).
+    /// The subscriber of `entry` that `socket` matches: the same text, else parsed and compared
+    /// by its transport. For an MI client the parse is held to `mi_policy` like a subscription's
+    /// (a transport may open files while parsing: a lookup must not create one outside
+    /// `mi_flatstore_dir`).
     pub(crate) fn find_subscriber(
         &self,
         entry: &crate::registry::EventEntry,
         socket: &str,
+        mi_policy: Option<Arc<crate::policy::Policy>>,
     ) -> Option<Arc<Subscriber>> {
+        if let Some(same) = entry.subscribers.load().iter().find(|s| s.socket == socket) {
+            return Some(same.clone());
+        }
         let (proto, body) = socket.split_once(':').unwrap_or((socket, ""));
         let (module, tidx) = self.transport(proto)?;
         // Under the write lock: candidates' sockets cannot be freed while we compare.
@@ -589,7 +598,7 @@ impl Shared {
         let body = body.to_string();
         let id = module
             .call(move |inst| {
-                let new = inst.parse(tidx, &body).ok()?;
+                let new = inst.parse_for(tidx, &body, mi_policy.as_ref()).ok()?;
                 let found = candidates
                     .iter()
                     .find(|(_, h)| inst.matches(tidx, new, *h))

@@ -32,6 +32,7 @@ pub(crate) fn table(ctx: *mut c_void) -> EviHost {
         socket_close: host_socket_close,
         socket_raise: host_socket_raise,
         delivery_suspend: host_delivery_suspend,
+        mi_file_root: host_mi_file_root,
     }
 }
 
@@ -151,6 +152,20 @@ unsafe extern "C" fn host_delivery_suspend(c: *mut c_void, delivery: u64, millis
             shared.suspend_delivery(delivery, millis);
         }
     }));
+}
+
+unsafe extern "C" fn host_mi_file_root(_c: *mut c_void, out: EviWriter) -> bool {
+    catch_unwind(AssertUnwindSafe(|| {
+        let Some(dir) = crate::policy::mi_parse_policy().and_then(|p| p.flatstore_dir.clone())
+        else {
+            return false;
+        };
+        let dir = dir.as_os_str().as_encoded_bytes();
+        // SAFETY: the writer is valid for this call.
+        unsafe { (out.write)(out.ctx, EviStr::new(dir)) };
+        true
+    }))
+    .unwrap_or(false)
 }
 
 unsafe extern "C" fn host_delivery_status(

@@ -57,9 +57,10 @@ impl Shared {
             policy.check_subscription(uri, 0)?;
         }
         let body = body.to_string();
+        let policy = mi_policy.clone();
         let (handle, printed) = module
             .call(move |inst| {
-                let h = inst.parse_for(tidx, &body, mi_policy.as_ref())?;
+                let h = inst.parse_for(tidx, &body, policy.as_ref())?;
                 Ok::<_, String>((h, inst.print(tidx, h)))
             })?
             .map_err(|why| format!("{proto}: {why}"))?;
@@ -74,6 +75,7 @@ impl Shared {
             expire: AtomicI64::new(NEVER),
             subscribed_at: AtomicI64::new(self.clock.now()),
             stats: Default::default(),
+            mi_policy,
         });
         let id = sub.id;
         lock(&self.members.open).insert(id, (owner.to_string(), sub));

@@ -245,9 +245,9 @@ impl Policy {
     }
 }
 
-/// `path` must be an absolute path inside `dir`, with no `..` and no symlink on the way.
-/// The symlink check is made now; a link created between this check and the module's open is
-/// not caught (the module opens the file, not the host).
+/// `path` must be an absolute path inside `dir`, with no `..` and no symlink on the way: an
+/// early, clear refusal. It is not the guard: a link created after this check is caught by the
+/// module's own open (`mi_file_root`, `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`).
 fn beneath(dir: &Path, path: &Path) -> Result<(), String> {
     let refuse = |why: &str| {
         Err(format!(

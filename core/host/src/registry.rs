@@ -57,6 +57,9 @@ pub struct Subscriber {
     pub expire: AtomicI64,
     pub subscribed_at: AtomicI64,
     pub stats: SubscriberStats,
+    /// The MI policy the subscription was made under (`None`: trusted, from the config): a
+    /// reload parses the socket again under it, so its files stay confined.
+    pub(crate) mi_policy: Option<std::sync::Arc<crate::policy::Policy>>,
 }
 
 impl Subscriber {

@@ -97,6 +97,25 @@ impl Host {
         }
     }
 
+    /// Call from [`crate::Transport::parse`]: the directory that the files of the socket being
+    /// parsed must stay beneath (an MI subscription under the daemon's `mi_flatstore_dir`), or
+    /// `None` for a trusted socket. Open such files with [`crate::fs::open_beneath`], at every
+    /// (re)open: the daemon checked the path, but only the module's own open can keep a symlink
+    /// made afterwards from leading outside.
+    pub fn mi_file_root(&self) -> Option<std::path::PathBuf> {
+        let api = self.api();
+        let has = api.size
+            >= std::mem::offset_of!(evi_abi::EviHost, mi_file_root) + std::mem::size_of::<usize>();
+        if !has {
+            return None;
+        }
+        let mut out = Vec::new();
+        // SAFETY: the field exists (checked against the host's size); ctx is this module's.
+        let some = unsafe { (api.mi_file_root)(api.ctx, bytes_writer(&mut out)) };
+        use std::os::unix::ffi::OsStringExt;
+        some.then(|| std::ffi::OsString::from_vec(out).into())
+    }
+
     /// Execute one JSON-RPC MI request; `None` for a notification (no reply).
     pub fn mi_execute(&self, request: &[u8]) -> Option<Vec<u8>> {
         let mut reply = Vec::new();

@@ -131,6 +131,7 @@
 
 #![warn(missing_docs)]
 
+pub mod fs;
 mod host;
 mod mi;
 mod module;

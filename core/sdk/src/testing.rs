@@ -51,6 +51,7 @@ pub struct FakeHost {
     statuses: std::sync::Mutex<Vec<(u64, Result<(), String>)>>,
     suspensions: std::sync::Mutex<Vec<(u64, u32)>>,
     logs: std::sync::Mutex<Vec<String>>,
+    file_root: std::sync::Mutex<Option<std::path::PathBuf>>,
 }
 
 type MiFn = dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync;
@@ -86,12 +87,14 @@ impl FakeHost {
                 socket_close: fake::socket_close,
                 socket_raise: fake::socket_raise,
                 delivery_suspend: fake::delivery_suspend,
+                mi_file_root: fake::mi_file_root,
             },
             mi: Box::new(mi),
             raised: Default::default(),
             statuses: Default::default(),
             suspensions: Default::default(),
             logs: Default::default(),
+            file_root: Default::default(),
         }));
         h.api.ctx = h as *mut FakeHost as *mut std::ffi::c_void;
         h
@@ -122,6 +125,12 @@ impl FakeHost {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// What `mi_file_root` answers from now on (as for sockets parsed for an MI subscription
+    /// under `mi_flatstore_dir`); `None` = trusted sockets.
+    pub fn set_mi_file_root(&self, root: Option<std::path::PathBuf>) {
+        *self.file_root.lock().unwrap_or_else(|p| p.into_inner()) = root;
     }
 
     /// Every `delivery_suspend` so far: (delivery, milliseconds).
@@ -207,6 +216,22 @@ mod fake {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((d, millis));
+    }
+
+    pub unsafe extern "C" fn mi_file_root(ctx: *mut c_void, out: evi_abi::EviWriter) -> bool {
+        let root = me(ctx)
+            .file_root
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match root {
+            Some(r) => {
+                use std::os::unix::ffi::OsStrExt;
+                unsafe { (out.write)(out.ctx, EviStr::new(r.as_os_str().as_bytes())) };
+                true
+            }
+            None => false,
+        }
     }
 
     pub unsafe extern "C" fn delivery_status(ctx: *mut c_void, d: u64, st: EviStatus, msg: EviStr) {

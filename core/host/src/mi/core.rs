@@ -116,7 +116,8 @@ fn check_room(
     if here < policy.max_per_event && total < policy.max_total {
         return Ok(());
     }
-    if s.find_subscriber(&entry, socket).is_some() {
+    let mi_policy = Some(std::sync::Arc::new(policy.clone()));
+    if s.find_subscriber(&entry, socket, mi_policy).is_some() {
         return Ok(());
     }
     Err(bad_value(if here >= policy.max_per_event {
@@ -194,8 +195,9 @@ fn subscribers_list(s: &Shared, p: &Map<String, Value>) -> MiResult {
         .ok_or_else(|| MiError::new(404, "Event not published"))?;
     if p.contains_key("socket") {
         let socket = str_param(p, "socket")?;
+        let policy = s.policy.read().unwrap_or_else(|p| p.into_inner()).clone();
         let sub = s
-            .find_subscriber(&e, &socket)
+            .find_subscriber(&e, &socket, Some(std::sync::Arc::new(policy)))
             .filter(|x| !x.is_expired(now))
             .ok_or_else(|| MiError::new(404, "Subscriber does not exist"))?;
         return Ok(

@@ -106,7 +106,7 @@ fn init(
 fn reparse(inst: &Instance, subs: &[Arc<Subscriber>]) -> Result<(), String> {
     for (i, sub) in subs.iter().enumerate() {
         let body = sub.socket.split_once(':').map_or("", |(_, b)| b);
-        match inst.parse(sub.transport, body) {
+        match inst.parse_for(sub.transport, body, sub.mi_policy.as_ref()) {
             Ok(p) => {
                 sub.handle.store(p.0, Ordering::Release);
                 sub.freed.store(false, Ordering::Release);
