@@ -152,11 +152,16 @@ impl Broker {
 
     fn dropped(&self, dropped: Dropped) {
         let n = dropped.len() as u64;
-        self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+        let before = self.counters.dropped.fetch_add(n, Ordering::Relaxed);
         let line = {
             let mut log = self.drop_log.lock().unwrap_or_else(|p| p.into_inner());
             log.add(n);
-            log.due(Instant::now())
+            // While the broker is down every raise drops one: the clock is read on the first
+            // drop and every 1,024th (the task's periodic `log_drops` writes the rest).
+            before
+                .is_multiple_of(1024)
+                .then(|| log.due(Instant::now()))
+                .flatten()
         };
         self.write_drop_line(line);
         for old in dropped {

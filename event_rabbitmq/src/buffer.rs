@@ -96,6 +96,11 @@ impl Buffer {
         }
     }
 
+    /// Whether a body of `len` bytes fits without dropping anything.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.len() < self.limits.events && self.bytes + len <= self.limits.bytes
+    }
+
     /// Accept `m`, dropping the oldest events to make room; returns the dropped ones (each must
     /// get a failed delivery status). `Err` when `m` alone exceeds the byte limit.
     pub fn push(&mut self, m: Message) -> Result<Dropped, Message> {

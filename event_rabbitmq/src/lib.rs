@@ -33,8 +33,13 @@ use evi_sdk::{
 };
 use server_id::ServerId;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use uri::{BrokerKey, RabbitUri};
+
+/// How long the daemon fails a subscriber's events itself when the buffer is full and the
+/// broker unreachable (`buffer_full_drop = "newest"`); the next event probes again.
+const SUSPEND_WHEN_FULL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A subscriber socket. Its broker is attached at the first raise, so sockets parsed only to be
 /// matched or listed never open a connection.
@@ -47,6 +52,8 @@ pub struct Socket {
 /// The module instance.
 pub struct EventRabbitmq {
     cfg: Config,
+    /// For `Host::suspend` (`buffer_full_drop = "newest"`); `None` in unit tests.
+    host: Option<Host>,
     tls: tls::Domains,
     sink: Sink,
     runtime: runtime::Runtime,
@@ -63,6 +70,7 @@ impl EventRabbitmq {
     pub fn new(cfg: Config, tls: tls::Domains, sink: Sink) -> Result<EventRabbitmq, String> {
         Ok(EventRabbitmq {
             cfg,
+            host: None,
             tls,
             servers: BTreeMap::new(),
             sink,
@@ -202,6 +210,7 @@ impl Module for EventRabbitmq {
         let sink: Sink =
             Arc::new(move |d: Delivery, r: Result<(), &str>| host.delivery_status(d, r));
         let mut m = EventRabbitmq::new(cfg, tls, sink)?;
+        m.host = Some(host);
         m.add_servers(servers)?;
         Ok(m)
     }
@@ -294,6 +303,19 @@ impl Transport for EventRabbitmq {
                 b
             }
         };
+        if self.cfg.full_drop == config::FullDrop::Newest
+            && !broker.buffer().has_room(event.json().len())
+        {
+            broker.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            if !broker.connected.load(Ordering::Acquire) {
+                if let Some(h) = &self.host {
+                    h.suspend(delivery, SUSPEND_WHEN_FULL);
+                }
+            }
+            return Err(
+                "rabbitmq buffer full: the newest event is refused (buffer_full_drop)".into(),
+            );
+        }
         broker.enqueue(Message {
             delivery: Some(delivery),
             target: socket.target.clone(),
@@ -350,6 +372,8 @@ export_module! {
             "A TLS client domain for sockets with tls_domain=NAME: '[NAME] ca_list=FILE; certificate=FILE; private_key=FILE; server_name=HOST; verify_cert=0 or 1'")),
         param::int("use_tls", 0, 0, 1,
             "Accepted for OpenSIPS configs; TLS is on for every socket that names a tls_domain"),
+        param::str("buffer_full_drop", "oldest",
+            "What a full buffer drops: oldest (keeps the newest events) or newest (refuses new events; while the broker is down the daemon fails them without building them)"),
         param::repeatable(param::str_unset("server_id",
             "A named broker for rabbitmq_publish(): '[ID] uri=amqp://user:pass@host:port/vhost; exchange=X; heartbeat=N; frames=N; mandatory; non-persistent; tls_domain=D'")),
     ],

@@ -285,3 +285,48 @@ fn broker_outages_lose_nothing_and_never_block_the_raiser() {
     assert!((2000..2010).all(|i| seen.contains_key(&i)), "{seen:?}");
     assert!(status(&d, "connects") >= 3, "{}", status_json(&d));
 }
+
+#[test]
+fn a_full_buffer_drops_the_oldest_or_refuses_the_newest_as_configured() {
+    // Nothing listens on port 1: the broker is down for the whole test (no lock needed).
+    for (policy, want_buffered) in [("oldest", 5), ("newest", 5)] {
+        let mut d = start(
+            &[("E_FULL", "127.0.0.1:1/full".to_string())],
+            &format!(
+                "modparam(\"event_rabbitmq\", \"buffer_events\", 5)\n\
+                 modparam(\"event_rabbitmq\", \"buffer_full_drop\", \"{policy}\")"
+            ),
+        );
+        for i in 0..20 {
+            raise(&d, json!(["E_FULL", format!(r#"{{"i":{i}}}"#)]));
+        }
+        let failed = || {
+            d.mi("subscriber_stats", json!(["E_FULL"]))
+                .map_or(0, |v| v["Subscribers"][0]["failed"].as_u64().unwrap_or(0))
+        };
+        // Every event is accounted for: held by the module, or failed and counted.
+        assert!(
+            wait_for(T, || failed() == 15),
+            "{policy}: {} failed; {}",
+            failed(),
+            status_json(&d)
+        );
+        assert_eq!(status(&d, "buffered"), want_buffered, "{policy}");
+        let stats = d
+            .mi("subscriber_stats", json!(["E_FULL"]))
+            .unwrap_or_default();
+        let why = stats["Subscribers"][0]["last_error"].to_string();
+        let expected = if policy == "oldest" {
+            "dropped: rabbitmq buffer full"
+        } else {
+            "the newest event is refused"
+        };
+        assert!(why.contains(expected), "{policy}: {why}");
+        assert!(d.stop().0.success());
+    }
+    let (code, out) = evi_testkit::run_to_exit(
+        "loadmodule \"event_rabbitmq.so\"\nmodparam(\"event_rabbitmq\", \"buffer_full_drop\", \"middle\")\n",
+    );
+    assert_ne!(code, 0);
+    assert!(out.contains("expected \"oldest\" or \"newest\""), "{out}");
+}

@@ -102,7 +102,9 @@ impl EviValue {
 /// A named value: an event parameter or a modparam.
 ///
 /// An empty `name` means "unnamed" (a positional event parameter). As in OpenSIPS, an event whose
-/// first parameter is named is rendered as a JSON object, otherwise as an array.
+/// first parameter is named is rendered as a JSON object, otherwise as an array. In an event the
+/// host hands to a module, `name` is valid UTF-8 (the host refuses other names when they are
+/// raised), so modules may read it without checking.
 #[repr(C)]
 #[derive(Clone, Copy, AbiLayout)]
 pub struct EviParam {

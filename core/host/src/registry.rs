@@ -8,6 +8,7 @@ use crate::module::Module;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
@@ -89,7 +90,9 @@ pub struct EventEntry {
 #[derive(Default)]
 pub struct Registry {
     events: ArcSwap<Vec<Arc<EventEntry>>>,
-    by_name: RwLock<HashMap<&'static str, u32>>,
+    /// Read on every script `raise_event` (a name): lock-free, with a hasher for short keys.
+    /// Written only under `write`, by copy and swap (events are published rarely).
+    by_name: ArcSwap<HashMap<&'static str, u32, BuildHasherDefault<NameHasher>>>,
     /// Serialises every change to events and subscriber lists (subscribe must parse and match
     /// on the module's thread and then insert, as one step).
     pub(crate) write: Mutex<()>,
@@ -124,19 +127,14 @@ impl Registry {
             raised: AtomicU64::new(0),
         }));
         self.events.store(Arc::new(events));
-        self.by_name
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name, id);
+        let mut names = HashMap::clone(&self.by_name.load());
+        names.insert(name, id);
+        self.by_name.store(Arc::new(names));
         Ok(id)
     }
 
     pub fn lookup(&self, name: &str) -> Option<u32> {
-        self.by_name
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .copied()
+        self.by_name.load().get(name).copied()
     }
 
     pub fn get(&self, id: u32) -> Option<Arc<EventEntry>> {
@@ -174,6 +172,29 @@ impl Registry {
     pub fn subscriber(&self, id: u64) -> Option<Arc<Subscriber>> {
         let m = self.by_id.read().unwrap_or_else(|p| p.into_inner());
         m.get(&id).and_then(Weak::upgrade)
+    }
+}
+
+/// FNV-1a: event names are at most 64 bytes and chosen by the config's author, not by clients
+/// (MI can only look up names, never add them), so SipHash's flooding resistance buys nothing
+/// on a lookup made per raise.
+#[derive(Default)]
+pub struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
     }
 }
 

@@ -27,8 +27,13 @@ pub use cb::{RecvTimeoutError, TryRecvError};
 
 struct Count {
     queued: AtomicUsize,
-    /// Senders waiting for room; the receiver wakes them when it takes a message.
+    /// Senders waiting for room; the receiver wakes them when enough room is free.
     waiting: AtomicUsize,
+    /// Free room at which waiting senders are woken: `min(64, cap / 8)`, at least 1. Waking
+    /// them at every message taken cost a futex syscall per message whenever a producer
+    /// outran its consumer (a module paced by its queue), and woke them for one slot each.
+    wake_at: usize,
+    cap: usize,
     /// Live receivers: a sender waiting for room gives up when none is left.
     receivers: AtomicUsize,
     room: Mutex<()>,
@@ -71,9 +76,12 @@ impl<T> Clone for Receiver<T> {
 /// A queue of at most `cap` messages (at least 1).
 pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = cb::unbounded();
+    let cap = cap.max(1);
     let count = Arc::new(Count {
         queued: AtomicUsize::new(0),
         waiting: AtomicUsize::new(0),
+        wake_at: (cap / 8).clamp(1, 64),
+        cap,
         receivers: AtomicUsize::new(1),
         room: Mutex::new(()),
         freed: Condvar::new(),
@@ -82,7 +90,7 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
         Sender {
             tx,
             count: count.clone(),
-            cap: cap.max(1),
+            cap,
         },
         Receiver { rx, count },
     )
@@ -197,8 +205,13 @@ impl<T> Receiver<T> {
 
     fn taken(&self) {
         let c = &self.count;
-        c.queued.fetch_sub(1, Ordering::SeqCst);
-        if c.waiting.load(Ordering::SeqCst) > 0 {
+        let before = c.queued.fetch_sub(1, Ordering::SeqCst);
+        // A sender waits only when the queue is full, so the room it waits for grows one by one
+        // from 0 and passes `wake_at` exactly once (and a sender that checked before that sees
+        // the room under the lock). An emptied queue wakes too, for senders of `send_always`
+        // overfills.
+        let room = c.cap.saturating_sub(before.saturating_sub(1));
+        if (room == c.wake_at || before == 1) && c.waiting.load(Ordering::SeqCst) > 0 {
             let _g = c.room.lock().unwrap_or_else(|p| p.into_inner());
             c.freed.notify_all();
         }

@@ -54,12 +54,15 @@ impl<'a> Param<'a> {
     pub(crate) unsafe fn from_raw(raw: &EviParam) -> Param<'a> {
         let value = unsafe { Value::from_raw(&raw.value) };
         let name = raw.name.as_bytes();
+        debug_assert!(std::str::from_utf8(name).is_ok());
         Param {
-            // The host checks names as UTF-8 before they reach a module.
             name: if name.is_empty() {
                 None
             } else {
-                std::str::from_utf8(name).ok()
+                // SAFETY: the ABI guarantees UTF-8 names in events (see `EviParam`): the host
+                // checks them when they are raised. Read per parameter per event, hence no
+                // second check here.
+                Some(unsafe { std::str::from_utf8_unchecked(name) })
             },
             value,
         }

@@ -2,7 +2,7 @@
 //! subscriber; `Dead` is shared with the latency (15) and memory (17) scenarios.
 
 use super::{
-    accounted, check_flatstore, loop_cfg, loop_stats, rate, settle, SENDING, STALL, TIMEOUT,
+    accounted, check_flatstore, loop_cfg_ext, loop_stats, rate, settle, SENDING, STALL, TIMEOUT,
 };
 use crate::daemon::{stat, wait_sinks, Daemon};
 use crate::sinks::LineCounter;
@@ -149,21 +149,34 @@ pub(crate) fn check_dead(
 }
 
 /// 4-6: flatstore with a dead subscriber beside it. Flatstore must get every event; the dead
-/// one's events must all be accounted for (failed/dropped, or still held by the module).
+/// one's events must all be accounted for (failed/dropped, or still held by the module). For
+/// RabbitMQ also 4b: the same with `buffer_full_drop = "newest"` (the buffer refuses new events
+/// once full and the daemon fails them while the broker is down).
 pub fn loop_dead(o: &Options, dead: Dead) -> Result<Vec<Row>, String> {
+    let mut rows = vec![loop_dead_with(o, dead, "", "")?];
+    if let Dead::Rabbitmq = dead {
+        rows.push(loop_dead_with(
+            o,
+            dead,
+            "modparam(\"event_rabbitmq\", \"buffer_full_drop\", \"newest\")\n",
+            "b",
+        )?);
+    }
+    Ok(rows)
+}
+
+fn loop_dead_with(o: &Options, dead: Dead, params: &str, variant: &str) -> Result<Row, String> {
     let n = o.n;
-    let k = dead.number();
+    let k = format!("{}{variant}", dead.number());
     let what = format!("scenario {k} (loop → flatstore + dead {})", dead.label());
     let module = dead.module();
     // Port 1 on loopback: nobody listens, connects are refused at once.
+    let subs = ["flatstore:{dir}/out.log".to_string(), dead.socket(1)];
+    let subs: Vec<(&str, &str)> = subs.iter().map(|s| ("E_BENCH", s.as_str())).collect();
     let mut d = Daemon::spawn(
         &o.bin_dir,
         "dead",
-        &loop_cfg(
-            n,
-            &["event_flatstore", module],
-            &["flatstore:{dir}/out.log".into(), dead.socket(1)],
-        ),
+        &loop_cfg_ext(n, &["event_flatstore", module], params, &subs, ""),
     )?;
     let mut file = LineCounter::new(d.dir.0.join("out.log"));
     let (c, last) = wait_sinks(&mut d, &mut [&mut file], &[n], STALL, TIMEOUT);
@@ -174,8 +187,16 @@ pub fn loop_dead(o: &Options, dead: Dead) -> Result<Vec<Row>, String> {
     let (failed, dropped, held) = check_dead(&d, dead, n, &what)?;
     let row = Row {
         failure,
-        id: k.to_string(),
-        scenario: format!("flatstore + dead {}", dead.label()),
+        id: k,
+        scenario: format!(
+            "flatstore + dead {}{}",
+            dead.label(),
+            if variant.is_empty() {
+                ""
+            } else {
+                " (buffer_full_drop newest)"
+            }
+        ),
         value,
         unit: "events/s",
         opensips: Some(dead.opensips()),
@@ -190,5 +211,5 @@ pub fn loop_dead(o: &Options, dead: Dead) -> Result<Vec<Row>, String> {
         ..Row::default()
     };
     d.stop();
-    Ok(vec![row])
+    Ok(row)
 }
