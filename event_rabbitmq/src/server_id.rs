@@ -28,7 +28,8 @@ const MIN_FRAMES: u32 = 4096;
 impl ServerId {
     /// Parse one `server_id` modparam value; the error names the bad part.
     pub fn parse(spec: &str) -> Result<ServerId, String> {
-        let fail = |what: String| format!("modparam server_id '{spec}': {what}");
+        let fail =
+            |what: String| crate::uri::one_line(format!("modparam server_id '{spec}': {what}"));
         let rest = spec
             .trim()
             .strip_prefix('[')

@@ -42,7 +42,8 @@ pub type Domains = BTreeMap<String, Domain>;
 pub fn domains<'a>(specs: impl Iterator<Item = &'a str>) -> Result<Domains, String> {
     let mut all = Domains::new();
     for spec in specs {
-        let d = parse(spec).map_err(|e| format!("modparam tls_domain '{spec}': {e}"))?;
+        let d = parse(spec)
+            .map_err(|e| crate::uri::one_line(format!("modparam tls_domain '{spec}': {e}")))?;
         if all.contains_key(&d.name) {
             return Err(format!(
                 "modparam tls_domain '{spec}': domain [{}] is declared twice",

@@ -240,7 +240,7 @@ impl RabbitUri {
 
 /// Control characters escaped (`\n`, `\u{1b}`...), so that a socket with a newline in it cannot
 /// split the log line or MI error that quotes it, as the other transports' errors do.
-fn one_line(msg: String) -> String {
+pub(crate) fn one_line(msg: String) -> String {
     if !msg.contains(char::is_control) {
         return msg;
     }

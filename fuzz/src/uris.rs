@@ -133,6 +133,10 @@ fn rabbitmq(body: &str) {
         }
         Err(e) => err_one_line("rabbitmq", body, &e),
     }
+    // The same text as a `server_id` modparam (rabbitmq_publish's brokers): errors on one line.
+    if let Err(e) = event_rabbitmq::server_id::ServerId::parse(body) {
+        err_one_line("server_id", body, &e);
+    }
     // escape and unescape are inverses on any text.
     assert_eq!(unescape(&escape(body)).as_deref(), Ok(body));
 }

@@ -7,7 +7,7 @@ use common::Client;
 use evi_sdk::testing::FakeHost;
 use evi_sdk::{Host, Module, ParamValue, Params};
 use mi_http::MiHttp;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 
 /// The fake engine: a notification (no `"id"`) has no reply; otherwise the reply names the
 /// request's length.
@@ -27,14 +27,6 @@ fn host() -> Host {
     .host()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Threads in this process. (Not counted by name: a new thread names itself only once running.)
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count)
@@ -49,7 +41,7 @@ fn module_lifecycle() {
 
 fn init_serves_through_the_host_and_destroy_joins_every_thread() {
     let before = threads();
-    let port = free_port();
+    let port = common::free_port();
     let params = Params::from_pairs(&[
         ("ip", ParamValue::Str("127.0.0.1".into())),
         ("port", ParamValue::Int(port.into())),
@@ -122,12 +114,12 @@ fn bad_params_fail_init() {
     assert!(bad(&[("port", ParamValue::Str("x".into()))]).contains("port"));
     assert!(bad(&[
         ("root", ParamValue::Str("m i".into())),
-        ("port", ParamValue::Int(free_port().into()))
+        ("port", ParamValue::Int(common::free_port().into()))
     ])
     .contains("root"));
     let e = bad(&[
         ("ip", ParamValue::Str("not an ip!".into())),
-        ("port", ParamValue::Int(free_port().into())),
+        ("port", ParamValue::Int(common::free_port().into())),
     ]);
     assert!(
         e.starts_with("mi_http: cannot listen on not an ip!:"),

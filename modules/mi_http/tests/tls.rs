@@ -11,7 +11,7 @@ use mi_http::{Config, MiFn, MiHttp, Server, TlsConfig};
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -401,20 +401,12 @@ fn host() -> Host {
     .host()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn init(pairs: &[(&str, &str)]) -> Result<MiHttp, String> {
     let mut params: Vec<(&str, ParamValue)> = pairs
         .iter()
         .map(|(k, v)| (*k, ParamValue::Str((*v).into())))
         .collect();
-    params.push(("port", ParamValue::Int(free_port().into())));
+    params.push(("port", ParamValue::Int(common::free_port().into())));
     MiHttp::init(host(), &Params::from_pairs(&params))
 }
 

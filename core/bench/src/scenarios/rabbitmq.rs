@@ -90,7 +90,12 @@ impl BenchQueue {
         let rt = runtime()?;
         let (conn, ch) = rt.block_on(async {
             let (conn, ch) = connect().await?;
-            ch.queue_declare(&name, QueueDeclareOptions::default(), FieldTable::default())
+            // Classic queue v2: RabbitMQ's default since 3.12 (v1 is gone in 4.0); the 3.10
+            // broker of this machine still defaults to v1, which costs it ~25% more CPU per
+            // message (38-46k/s instead of 53-58k/s here).
+            let mut args = FieldTable::default();
+            args.insert("x-queue-version".into(), lapin::types::AMQPValue::LongInt(2));
+            ch.queue_declare(&name, QueueDeclareOptions::default(), args)
                 .await
                 .map_err(|e| amqp_err(&format!("declare queue {name}"), e))?;
             Ok::<_, String>((conn, ch))
@@ -324,7 +329,7 @@ pub fn loop_rabbitmq(o: &Options) -> Result<Vec<Row>, String> {
         delivered: consumed,
         lost_counted: dropped,
         notes: format!(
-            "from process start until a consumer (no-ack) received all; {confirmed} confirmed, {} resent, {} connects; buffer_events {buffer}; queue deleted",
+            "from process start until a consumer (no-ack) received all; classic queue v2; {confirmed} confirmed, {} resent, {} connects; buffer_events {buffer}; queue deleted",
             own("resent"),
             own("connects")
         ),

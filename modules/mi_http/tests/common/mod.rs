@@ -121,3 +121,11 @@ impl<S: Read + Write> Client<S> {
         matches!(self.reader.read(&mut b), Ok(0) | Err(_))
     }
 }
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
