@@ -94,7 +94,10 @@ impl BenchQueue {
             // broker of this machine still defaults to v1, which costs it ~25% more CPU per
             // message (38-46k/s instead of 53-58k/s here).
             let mut args = FieldTable::default();
-            args.insert("x-queue-version".into(), lapin::types::AMQPValue::LongInt(2));
+            args.insert(
+                "x-queue-version".into(),
+                lapin::types::AMQPValue::LongInt(2),
+            );
             ch.queue_declare(&name, QueueDeclareOptions::default(), args)
                 .await
                 .map_err(|e| amqp_err(&format!("declare queue {name}"), e))?;
