@@ -1,7 +1,7 @@
 //! One broker: the state shared between the module thread (which only enqueues) and the broker's
 //! task on the module's runtime (which connects, publishes and collects confirms).
 
-use crate::buffer::{Buffer, Dropped, Limits, Message};
+use crate::buffer::{Buffer, Dropped, Limits, Message, Refused};
 use crate::tls::Domain;
 use crate::uri::BrokerKey;
 use evi_sdk::json::{json, Value};
@@ -10,6 +10,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
+
+/// Why [`Broker::enqueue`] refused an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its body (bytes) is larger than `buffer_bytes`.
+    TooBig(usize),
+    /// The buffer is full and `buffer_full_drop` is "newest".
+    Full,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::TooBig(n) => write!(
+                f,
+                "event of {n} bytes is larger than the rabbitmq buffer (buffer_bytes)"
+            ),
+            Refusal::Full => {
+                f.write_str("rabbitmq buffer full: the newest event is refused (buffer_full_drop)")
+            }
+        }
+    }
+}
 
 /// Where delivery outcomes go: the host's `delivery_status`, or a recorder in unit tests.
 /// Called exactly once per accepted event, from the module thread or the runtime thread.
@@ -126,8 +149,10 @@ impl Broker {
         self.buffer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Accept an event (module thread). Never waits on the network. `Err` when it can never fit.
-    pub fn enqueue(&self, m: Message) -> Result<(), String> {
+    /// Accept an event (module thread). Never waits on the network. `Err` when the buffer
+    /// refuses it: larger than the whole buffer, or full under `buffer_full_drop = "newest"`
+    /// (counted as dropped).
+    pub fn enqueue(&self, m: Message) -> Result<(), Refusal> {
         let pushed = self.buffer().push(m);
         match pushed {
             Ok(dropped) => {
@@ -143,10 +168,11 @@ impl Broker {
                 }
                 Ok(())
             }
-            Err(m) => Err(format!(
-                "event of {} bytes is larger than the rabbitmq buffer (buffer_bytes)",
-                m.body.len()
-            )),
+            Err(Refused::TooBig(m)) => Err(Refusal::TooBig(m.body.len())),
+            Err(Refused::Full(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                Err(Refusal::Full)
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 //! so every in-flight event is older than every unsent one; [`Buffer::requeue`] puts the
 //! in-flight ones back in front after a reconnect. Full = the oldest event is dropped.
 
+use crate::config::FullDrop;
 use evi_sdk::Delivery;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -33,11 +34,21 @@ pub struct Message {
     pub sends: u32,
 }
 
-/// Size limits.
+/// Size limits, and what goes when they are reached.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub events: usize,
     pub bytes: usize,
+    pub full_drop: FullDrop,
+}
+
+/// Why [`Buffer::push`] did not take a message (it is given back).
+#[derive(Debug)]
+pub enum Refused {
+    /// Larger than the whole byte limit.
+    TooBig(Message),
+    /// Full, and the limits say to refuse the newest rather than drop the oldest.
+    Full(Message),
 }
 
 /// The events one push dropped. A full buffer drops on every raise while the broker is down, and
@@ -96,19 +107,20 @@ impl Buffer {
         }
     }
 
-    /// Whether a body of `len` bytes fits without dropping anything.
-    pub fn has_room(&self, len: usize) -> bool {
-        self.len() < self.limits.events && self.bytes + len <= self.limits.bytes
-    }
-
-    /// Accept `m`, dropping the oldest events to make room; returns the dropped ones (each must
-    /// get a failed delivery status). `Err` when `m` alone exceeds the byte limit.
-    pub fn push(&mut self, m: Message) -> Result<Dropped, Message> {
+    /// Accept `m`, dropping the oldest events to make room (`FullDrop::Oldest`); returns the
+    /// dropped ones (each must get a failed delivery status). `Err` when `m` alone exceeds the
+    /// byte limit, or when the buffer is full and `FullDrop::Newest` refuses it.
+    pub fn push(&mut self, m: Message) -> Result<Dropped, Refused> {
         if m.body.len() > self.limits.bytes {
-            return Err(m);
+            return Err(Refused::TooBig(m));
+        }
+        let full =
+            |b: &Buffer| b.len() >= b.limits.events || b.bytes + m.body.len() > b.limits.bytes;
+        if self.limits.full_drop == FullDrop::Newest && full(self) {
+            return Err(Refused::Full(m));
         }
         let mut dropped = Dropped::default();
-        while self.len() >= self.limits.events || self.bytes + m.body.len() > self.limits.bytes {
+        while full(self) {
             match self.pop_oldest() {
                 Some(old) => dropped.push(old),
                 None => break,

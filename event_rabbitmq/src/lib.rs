@@ -23,7 +23,7 @@ pub mod uri;
 #[cfg(test)]
 mod tests;
 
-use broker::{Broker, Sink};
+use broker::{Broker, Refusal, Sink};
 use buffer::{Limits, Message, Target};
 use config::Config;
 use evi_sdk::json::Value;
@@ -109,36 +109,38 @@ impl EventRabbitmq {
         body: &[u8],
         content_type: Option<&str>,
     ) -> Result<(), String> {
-        let (sid, broker) = self
-            .servers
-            .get(server)
-            .map(|(s, b)| (s.clone(), b.clone()))
-            .ok_or_else(|| format!("unknown server_id '{server}'"))?;
-        let broker = match broker {
-            Some(b) => b,
-            None => {
+        let broker = match self.servers.get(server) {
+            None => return Err(format!("unknown server_id '{server}'")),
+            Some((_, Some(b))) => b.clone(),
+            Some((sid, None)) => {
                 let mut cfg = self.cfg.clone();
                 cfg.heartbeat = sid.heartbeat.unwrap_or(cfg.heartbeat);
                 cfg.frame_max = sid.frame_max.unwrap_or(cfg.frame_max);
-                let b = self.broker_for(&sid.key, cfg);
+                let key = sid.key.clone();
+                let b = self.broker_for(&key, cfg);
                 if let Some(entry) = self.servers.get_mut(server) {
                     entry.1 = Some(b.clone());
                 }
                 b
             }
         };
-        broker.enqueue(Message {
-            delivery: None,
-            target: Arc::new(Target {
-                exchange: sid.exchange,
-                routing_key: routing_key.to_string(),
-                persistent: sid.persistent,
-                mandatory: sid.mandatory,
-                content_type: content_type.map(str::to_string),
-            }),
-            body: Arc::from(body),
-            sends: 0,
-        })
+        let Some((sid, _)) = self.servers.get(server) else {
+            return Err(format!("unknown server_id '{server}'"));
+        };
+        broker
+            .enqueue(Message {
+                delivery: None,
+                target: Arc::new(Target {
+                    exchange: sid.exchange.clone(),
+                    routing_key: routing_key.to_string(),
+                    persistent: sid.persistent,
+                    mandatory: sid.mandatory,
+                    content_type: content_type.map(str::to_string),
+                }),
+                body: Arc::from(body),
+                sends: 0,
+            })
+            .map_err(|why| why.to_string())
     }
 
     /// The broker of `key`, shared by every socket and server with that key (`cfg` is used
@@ -152,6 +154,7 @@ impl EventRabbitmq {
         let limits = Limits {
             events: self.cfg.buffer_events,
             bytes: self.cfg.buffer_bytes,
+            full_drop: self.cfg.full_drop,
         };
         let tls = key
             .tls_domain
@@ -303,26 +306,25 @@ impl Transport for EventRabbitmq {
                 b
             }
         };
-        if self.cfg.full_drop == config::FullDrop::Newest
-            && !broker.buffer().has_room(event.json().len())
-        {
-            broker.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            if !broker.connected.load(Ordering::Acquire) {
-                if let Some(h) = &self.host {
-                    h.suspend(delivery, SUSPEND_WHEN_FULL);
-                }
-            }
-            return Err(
-                "rabbitmq buffer full: the newest event is refused (buffer_full_drop)".into(),
-            );
-        }
-        broker.enqueue(Message {
+        let queued = broker.enqueue(Message {
             delivery: Some(delivery),
             target: socket.target.clone(),
             body: Arc::from(event.json()),
             sends: 0,
-        })?;
-        Ok(Raised::Pending)
+        });
+        match queued {
+            Ok(()) => Ok(Raised::Pending),
+            Err(why) => {
+                // A full buffer refusing the newest while the broker is unreachable: the daemon
+                // fails the next events itself instead of building each one for nothing.
+                if why == Refusal::Full && !broker.connected.load(Ordering::Acquire) {
+                    if let Some(h) = &self.host {
+                        h.suspend(delivery, SUSPEND_WHEN_FULL);
+                    }
+                }
+                Err(why.to_string())
+            }
+        }
     }
 
     fn free(&mut self, socket: &mut Socket) {

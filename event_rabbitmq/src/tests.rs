@@ -1,8 +1,8 @@
 //! Unit tests: socket grammar, params, buffer, README, and the module without a reachable broker.
 
 use crate::broker::{DropLog, DROP_LOG_INTERVAL};
-use crate::buffer::{Buffer, Limits, Message, Target};
-use crate::config::Config;
+use crate::buffer::{Buffer, Limits, Message, Refused, Target};
+use crate::config::{Config, FullDrop};
 use crate::uri::RabbitUri;
 use crate::{connection, EventRabbitmq, Socket};
 use evi_sdk::abi::EviModuleDecl;
@@ -191,6 +191,7 @@ fn buffer_keeps_order_requeues_and_drops_the_oldest() {
     let mut b = Buffer::new(Limits {
         events: 3,
         bytes: 100,
+        full_drop: FullDrop::Oldest,
     });
     for i in 0..3 {
         assert!(b.push(msg(i, 10)).expect("fits").is_empty());
@@ -227,6 +228,20 @@ fn buffer_keeps_order_requeues_and_drops_the_oldest() {
     assert!(b.push(msg(6, 101)).is_err(), "larger than the whole buffer");
     assert_eq!(ids(b.drain()), [4, 5]);
     assert_eq!((b.len(), b.bytes()), (0, 0));
+}
+
+#[test]
+fn a_full_buffer_set_to_drop_the_newest_keeps_what_it_holds() {
+    let mut b = Buffer::new(Limits {
+        events: 2,
+        bytes: 100,
+        full_drop: FullDrop::Newest,
+    });
+    assert!(b.push(msg(0, 10)).expect("fits").is_empty());
+    assert!(b.push(msg(1, 10)).expect("fits").is_empty());
+    assert!(matches!(b.push(msg(2, 10)), Err(Refused::Full(m)) if m.delivery == Some(Delivery(2))));
+    assert!(matches!(b.push(msg(3, 101)), Err(Refused::TooBig(_))));
+    assert_eq!(ids(b.drain()), [0, 1]);
 }
 
 #[test]

@@ -86,12 +86,13 @@ fn event_subscribe(s: &Shared, p: &Map<String, Value>) -> MiResult {
     }
     let mut mi_policy = None;
     if expire > 0 {
-        let policy = s.policy.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let policy =
+            std::sync::Arc::new(s.policy.read().unwrap_or_else(|p| p.into_inner()).clone());
         policy
             .check_subscription(&socket, expire)
             .map_err(bad_value)?;
         check_room(s, &policy, &event, &socket)?;
-        mi_policy = Some(std::sync::Arc::new(policy));
+        mi_policy = Some(policy);
     }
     match s.subscribe_as(&event, &socket, Some(expire), mi_policy) {
         Ok(_) => Ok(json!("OK")),
@@ -103,7 +104,7 @@ fn event_subscribe(s: &Shared, p: &Map<String, Value>) -> MiResult {
 /// A new subscription must fit the per-event and total limits (a refresh always may).
 fn check_room(
     s: &Shared,
-    policy: &crate::policy::Policy,
+    policy: &std::sync::Arc<crate::policy::Policy>,
     event: &str,
     socket: &str,
 ) -> Result<(), MiError> {
@@ -116,8 +117,9 @@ fn check_room(
     if here < policy.max_per_event && total < policy.max_total {
         return Ok(());
     }
-    let mi_policy = Some(std::sync::Arc::new(policy.clone()));
-    if s.find_subscriber(&entry, socket, mi_policy).is_some() {
+    if s.find_subscriber(&entry, socket, Some(policy.clone()))
+        .is_some()
+    {
         return Ok(());
     }
     Err(bad_value(if here >= policy.max_per_event {
