@@ -10,7 +10,8 @@ pub struct MemberStats {
     /// Events the member reported failed, refused at `socket_raise`, or left unanswered past
     /// `member_timeout`.
     pub failed: u64,
-    /// Events moved from this member to another one (FAILOVER, ROUND-ROBIN).
+    /// Events moved from this member to another one (FAILOVER, ROUND-ROBIN), counted when
+    /// the event is sent on: a failure with no member left to try is only in `failed`.
     pub failed_over: u64,
     /// Of `failed`: no answer within `member_timeout`.
     pub timeouts: u64,

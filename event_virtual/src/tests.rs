@@ -188,6 +188,28 @@ fn every_member_failed_is_one_error_naming_them() {
     assert_eq!(net.to(1), [1, 2]);
 }
 
+/// `failed_over` counts events that moved on, not failures: the last member's failure, with
+/// no member left to try, is only `failed`.
+#[test]
+fn failed_over_is_not_counted_when_no_member_is_left() {
+    let (mut e, g, mut net, now) = setup("FAILOVER udp:a:1 udp:b:2");
+    raise(&mut e, g, 1, &mut net, now);
+    fail(&mut e, &mut net, 1, 1, now);
+    fail(&mut e, &mut net, 2, 1, now);
+    assert!(net.reports[0].1.is_err());
+    let (a, b) = (member_stat(&e, g, 0), member_stat(&e, g, 1));
+    assert_eq!((a.failed, a.failed_over), (1, 1), "moved from a to b");
+    assert_eq!((b.failed, b.failed_over), (1, 0), "given up at b");
+    // The same when both refuse at once (dispatch's synchronous path).
+    let (mut e, g, mut net, now) = setup("ROUND-ROBIN udp:a:1 udp:b:2");
+    net.refuse.extend([1, 2]);
+    raise(&mut e, g, 1, &mut net, now);
+    assert!(net.reports[0].1.is_err());
+    let (a, b) = (member_stat(&e, g, 0), member_stat(&e, g, 1));
+    assert_eq!((a.failed, a.failed_over), (1, 1));
+    assert_eq!((b.failed, b.failed_over), (1, 0));
+}
+
 #[test]
 fn an_unanswered_member_times_out_and_recovers_on_a_late_success() {
     let (mut e, g, mut net, t0) = setup("FAILOVER udp:a:1 udp:b:2");

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::fault_server::FaultServer;
 use common::{check_complete_and_ordered, group, ids_in_file, member, raise, stats, Collector, T};
 use evi_testkit::{wait_for, Daemon, UdpReceiver, UnixReceiver};
 use serde_json::json;
@@ -11,9 +12,13 @@ use std::time::Duration;
 
 const MODULES: &str = "loadmodule \"event_datagram.so\"\nloadmodule \"event_flatstore.so\"\nloadmodule \"event_virtual.so\"\n";
 
-fn start(modparams: &str, socket: &str) -> Daemon {
+/// Transports whose failures come back after `raise` answered Pending (async status).
+const ASYNC_MODULES: &str = "loadmodule \"event_xmlrpc.so\"\nloadmodule \"event_stream.so\"\n";
+
+/// evid with `MODULES`, then `extra` config lines (more modules, modparams), subscribing `E_V`.
+fn start(extra: &str, socket: &str) -> Daemon {
     Daemon::start(&format!(
-        "{MODULES}{modparams}\nstartup_route {{ subscribe_event(\"E_V\", \"{socket}\"); }}"
+        "{MODULES}{extra}\nstartup_route {{ subscribe_event(\"E_V\", \"{socket}\"); }}"
     ))
 }
 
@@ -180,12 +185,16 @@ fn round_robin_over_two_flatstore_files_with_one_unwritable_adds_up() {
 /// raise order.
 #[test]
 fn failover_from_a_full_disk_to_another_file_keeps_every_event_in_order() {
+    // A long rest, and the first event settled before the others: only that one ever reaches
+    // /dev/full, so the failover count is exact (no probe, nothing else in flight there).
     let d = start(
-        "",
+        "modparam(\"event_virtual\", \"failover_timeout\", 3600)",
         "virtual:FAILOVER flatstore:/dev/full flatstore:{dir}/fo.log",
     );
     let n = 300;
-    for i in 0..n {
+    raise(&d, 0);
+    common::wait_settled(&d, 1);
+    for i in 1..n {
         raise(&d, i);
     }
     common::wait_settled(&d, n as u64);
@@ -197,6 +206,65 @@ fn failover_from_a_full_disk_to_another_file_keeps_every_event_in_order() {
     );
     assert_eq!(ids_in_file(&file), (0..n).collect::<Vec<_>>());
     assert_eq!(group(&d, "delivered"), n as u64, "{}", stats(&d));
+    assert_eq!(member(&d, 0, "failed"), 1, "{}", stats(&d));
+    assert_eq!(member(&d, 0, "failed_over"), 1, "{}", stats(&d));
+    assert_eq!(member(&d, 1, "failed_over"), 0, "{}", stats(&d));
+}
+
+/// `n` events raised to a FAILOVER group whose first member fails them asynchronously: all in
+/// the second member's file `name`, once each, in raise order; the first member's failures
+/// (its last error containing `why`) each moved an event on.
+fn every_event_fails_over_to_the_file(d: &Daemon, name: &str, why: &str) {
+    let n = 100;
+    for i in 0..n {
+        raise(d, i);
+    }
+    common::wait_settled(d, n as u64);
+    let file = d.dir.join(name);
+    assert!(
+        wait_for(T, || ids_in_file(&file).len() >= n as usize),
+        "{}",
+        stats(d)
+    );
+    assert_eq!(ids_in_file(&file), (0..n).collect::<Vec<_>>());
+    assert_eq!(group(d, "delivered"), n as u64, "{}", stats(d));
+    assert_eq!(group(d, "failed"), 0, "{}", stats(d));
+    assert!(member(d, 0, "failed") >= 1, "{}", stats(d));
+    assert!(member(d, 0, "failed_over") >= 1, "{}", stats(d));
+    let last = stats(d)[0]["members"][0]["last_error"].to_string();
+    assert!(last.contains(why), "{}", stats(d));
+}
+
+/// An XML-RPC server answering every call with a fault: event_xmlrpc took each event
+/// (Pending) and reports the fault later, the async failure FAILOVER must act on.
+#[test]
+fn failover_from_an_xmlrpc_member_answering_faults_to_a_file() {
+    let server = FaultServer::start();
+    let d = start(
+        ASYNC_MODULES,
+        &format!(
+            "virtual:FAILOVER {} flatstore:{{dir}}/xmlrpc.log",
+            server.uri("ev")
+        ),
+    );
+    every_event_fails_over_to_the_file(&d, "xmlrpc.log", "XML-RPC fault 4");
+    assert!(server.calls() >= 1, "the calls reached the server");
+}
+
+/// A tcp: (event_stream) member with nothing listening on its port. event_stream's `raise`
+/// only queues the event (Pending); its sender thread then fails the connect and reports each
+/// queued event failed: an async failure. A peer that accepts and closes at once would not do:
+/// in notification mode bytes handed to the kernel before the close is seen count as
+/// delivered, so those events would be lost, not failed over.
+#[test]
+fn failover_from_a_stream_member_with_a_dead_peer_to_a_file() {
+    // Free a moment ago and closed again: connecting is refused.
+    let port = evi_testkit::free_port();
+    let d = start(
+        ASYNC_MODULES,
+        &format!("virtual:FAILOVER tcp:127.0.0.1:{port} flatstore:{{dir}}/stream.log"),
+    );
+    every_event_fails_over_to_the_file(&d, "stream.log", "connect");
 }
 
 #[test]

@@ -26,3 +26,35 @@ fn stats_and_reload() {
         "{err}"
     );
 }
+
+/// In development mode `evictl reload` swaps the module in place: the subscription survives
+/// and the next event lands in the same file.
+#[test]
+fn reload_in_development_mode() {
+    let d = Daemon::start_with_args(
+        "loadmodule \"event_flatstore.so\"\nstartup_route { subscribe_event(\"E_X\", \"flatstore:{dir}/x.log\"); }",
+        &["--dev"],
+    );
+    let file = d.dir.join("x.log");
+    let read = || std::fs::read_to_string(&file).unwrap_or_default();
+    d.mi("raise_event", json!(["E_X", ["before"]]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, out, err) = evictl_at(&d.mi_url, &["reload", "event_flatstore"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "event_flatstore reloaded");
+    // The daemon's log: the instance was replaced, not merely acknowledged.
+    assert!(
+        d.log().contains("module event_flatstore reloaded: "),
+        "{}",
+        d.log()
+    );
+    d.mi("raise_event", json!(["E_X", ["after"]]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_for(Duration::from_secs(5), || read()
+            == "E_X,before\nE_X,after\n"),
+        "{:?}\n{}",
+        read(),
+        d.log()
+    );
+}

@@ -197,3 +197,70 @@ fn async_outcomes_are_timed_from_their_raise() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stats["event_stream:delivered"], 4, "{stats}");
 }
+
+/// A subscriber behind a slow route: its own queue depth and drops are visible over MI, and
+/// another subscriber of the same module shows only its own share of the shared queue.
+#[test]
+fn a_slow_subscriber_shows_its_queue_depth_and_drops() {
+    let d = Daemon::start(
+        r#"
+evi_queue_size = 16
+evi_raise_wait = 0
+max_while_loops = 100000000
+event_route[E_SLOW, sync] {
+    $var(i) = 0;
+    while ($var(i) < 300000) { $var(i) = $var(i) + 1; }
+}
+event_route[E_FAST, sync] { $var(x) = 1; }
+"#,
+    );
+    let sub = |event: &str| {
+        let s = d
+            .mi("subscriber_stats", json!([event]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        s["Subscribers"][0].clone()
+    };
+    let raised = 40;
+    for i in 0..raised {
+        d.mi("raise_event", json!(["E_SLOW"]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        if i % 10 == 0 {
+            d.mi("raise_event", json!(["E_FAST"]))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let (slow, fast) = (sub("E_SLOW"), sub("E_FAST"));
+    let depth = slow["queue_len"].as_u64().unwrap_or_default();
+    assert!(
+        (1..=16).contains(&depth),
+        "the slow route's events wait in the queue: {slow}"
+    );
+    assert!(
+        fast["queue_len"].as_u64().unwrap_or(99) <= 4,
+        "E_FAST has at most its own 4 events queued, not the module's {depth}+: {fast}"
+    );
+    let dropped = slow["dropped"].as_u64().unwrap_or_default();
+    assert!(
+        dropped > 0,
+        "a 16-slot queue cannot hold 40 slow events: {slow}"
+    );
+
+    // Drained: every raise was either delivered or counted as dropped, and nothing waits.
+    let settled = |s: &Value| {
+        s["delivered"].as_u64().unwrap_or_default() + s["dropped"].as_u64().unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || settled(&sub("E_SLOW"))
+            == raised),
+        "not every raise was accounted for: {}",
+        sub("E_SLOW")
+    );
+    for s in [sub("E_SLOW"), sub("E_FAST")] {
+        assert_eq!(
+            (&s["queue_len"], &s["module_queue_len"]),
+            (&json!(0), &json!(0)),
+            "{s}"
+        );
+    }
+    assert_eq!(settled(&sub("E_FAST")), 4);
+}

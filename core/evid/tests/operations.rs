@@ -1,6 +1,6 @@
 //! Running evid as a service: systemd readiness, log level at run time.
 
-use evi_testkit::{Daemon, TempDir};
+use evi_testkit::{wait_for, Daemon, TempDir};
 use serde_json::json;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
@@ -32,11 +32,26 @@ fn systemd_is_told_ready_and_stopping() {
 
 #[test]
 fn log_level_changes_at_run_time() {
-    let d = Daemon::start("");
+    let d =
+        Daemon::start("event_route[E_X, sync] { xlog(\"L_DBG\", \"debug line $param(n)\\n\"); }");
+    let raise = |n: i64| {
+        d.mi("raise_event", json!(["E_X", {"n": n}]))
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let logged = |n: i64| d.log().contains(&format!("debug line {n}"));
+    // The route runs on its module's thread: wait until it handled `k` events in all.
+    let handled = |k: u64| {
+        assert!(wait_for(Duration::from_secs(10), || {
+            d.mi("subscriber_stats", json!(["E_X"]))
+                .is_ok_and(|v| v["Subscribers"][0]["delivered"] == k)
+        }));
+    };
     assert_eq!(
         d.mi("log_level", json!([])).ok(),
         Some(json!({"log_level": 3}))
     );
+    raise(0);
+    handled(1);
     assert_eq!(
         d.mi("log_level", json!([4])).ok(),
         Some(json!({"log_level": 4}))
@@ -44,6 +59,26 @@ fn log_level_changes_at_run_time() {
     assert!(
         d.log().contains("log level set to 4 over MI"),
         "{}",
+        d.log()
+    );
+    // Debug lines appear once the level allows them, and stop when it is lowered again.
+    raise(1);
+    handled(2);
+    assert!(logged(1), "{}", d.log());
+    assert_eq!(
+        d.mi("log_level", json!([3])).ok(),
+        Some(json!({"log_level": 3}))
+    );
+    raise(3);
+    handled(3);
+    d.mi("log_level", json!([4]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    raise(4);
+    handled(4);
+    assert!(logged(4), "{}", d.log());
+    assert!(
+        !logged(0) && !logged(3),
+        "a debug line at level 3:\n{}",
         d.log()
     );
     assert_eq!(

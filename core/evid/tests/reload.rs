@@ -152,3 +152,88 @@ fn a_bad_new_version_keeps_the_old_one_running() {
         read(&file)
     );
 }
+
+/// event_flatstore loaded under `--dev` from a copy in its own directory, with `E_X` subscribed
+/// to `x.log`, and one event already written; then the copy is overwritten by `fixture` and
+/// `module_reload` is asked for. Returns the daemon, the MI error, the flatstore file and the
+/// module's directory (kept until the test ends).
+fn reload_into(fixture: &str) -> (Daemon, String, std::path::PathBuf, evi_testkit::TempDir) {
+    let dir = evi_testkit::TempDir::new("reload");
+    let so = dir.join("libevent_flatstore.so");
+    std::fs::copy(module_path("event_flatstore"), &so).unwrap_or_else(|e| panic!("{e}"));
+    let d = Daemon::start_with_args(
+        &format!(
+            "loadmodule \"{}\"\nstartup_route {{ subscribe_event(\"E_X\", \"flatstore:{{dir}}/x.log\"); }}",
+            so.display()
+        ),
+        &["--dev"],
+    );
+    let file = d.dir.join("x.log");
+    d.mi("raise_event", json!(["E_X", ["before"]]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_for(Duration::from_secs(5), || read(&file) == "E_X,before\n"),
+        "{:?}",
+        read(&file)
+    );
+    std::fs::copy(fixture_path(fixture), &so).unwrap_or_else(|e| panic!("{e}"));
+    let err = d
+        .mi("module_reload", json!(["event_flatstore"]))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    (d, err, file, dir)
+}
+
+/// After a refused reload the subscriber is still listed and still gets the next event, in the
+/// same file, after the line written before.
+fn assert_old_version_delivers(d: &Daemon, file: &std::path::Path) {
+    let subs = d
+        .mi("subscribers_list", json!(["E_X"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sockets: Vec<&str> = subs["Event"]["Subscribers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["socket"].as_str()).collect())
+        .unwrap_or_default();
+    let want = format!("flatstore:{}", file.display());
+    assert_eq!(sockets, [want.as_str()], "{subs}");
+    d.mi("raise_event", json!(["E_X", ["after"]]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_for(Duration::from_secs(5), || read(file)
+            == "E_X,before\nE_X,after\n"),
+        "{:?}\n{}",
+        read(file),
+        d.log()
+    );
+}
+
+/// A rebuild for another ABI major is refused by the loader's checks, before the running
+/// instance is touched.
+#[test]
+fn a_new_version_for_another_abi_is_refused_and_the_old_one_keeps_delivering() {
+    let (d, err, file, dir) = reload_into("fixture_abi_major");
+    // It names the file that was rebuilt, not the private copy the reload loaded it from.
+    let so = dir.join("libevent_flatstore.so");
+    assert!(err.contains(&so.display().to_string()), "{err}");
+    assert!(
+        err.starts_with("500 Reload failed: ")
+            && err.contains("module event_flatstore was built for ABI 2.0, this evid speaks ABI 1.2; rebuild the module"),
+        "{err}"
+    );
+    assert_old_version_delivers(&d, &file);
+}
+
+/// A rebuild that passes every check but whose init fails: the old instance was already
+/// destroyed, so the old library is started again with the same subscriptions.
+#[test]
+fn a_new_version_whose_init_fails_gives_way_to_the_old_one() {
+    let (d, err, file, _dir) = reload_into("fixture_flatstore_init_fails");
+    assert!(
+        err.starts_with("500 Reload failed: the new version did not start (")
+            && err.contains("cannot open /nonexistent/flatstore.conf: No such file or directory")
+            && err.ends_with("); the old version keeps running"),
+        "{err}"
+    );
+    assert_old_version_delivers(&d, &file);
+}

@@ -141,8 +141,15 @@ fn describe_module_reads_the_declaration() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let version = format!("version:   {} ({profile})", env!("CARGO_PKG_VERSION"));
     for want in [
         "module:    event_flatstore",
+        &version,
         "abi:       1.2",
         "protos:    flatstore:",
         "events:    E_FLATSTORE_ROTATION",

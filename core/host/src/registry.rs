@@ -27,6 +27,9 @@ pub struct SubscriberStats {
     pub failed: AtomicU64,
     /// Events never handed to the transport: its module's queue was full or stopped.
     pub dropped: AtomicU64,
+    /// Events waiting in its module's queue for this subscriber (the module's queue is shared
+    /// by all its subscribers; this is one subscriber's share of it).
+    pub queued: AtomicU64,
     /// The latest failure reason (copied only when it changes).
     pub last_error: Mutex<Option<String>>,
     /// Until this time (µs, the clock of `raised_at_us`) the host fails this subscriber's events

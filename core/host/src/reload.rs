@@ -116,7 +116,13 @@ pub(crate) fn open_copy(path: &Path) -> Result<Library, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let lib = std::fs::copy(path, &copy)
         .map_err(|e| format!("cannot copy {}: {e}", path.display()))
-        .and_then(|_| Library::open(&copy).map_err(|e| e.to_string()))
+        // The copy is gone once this returns: errors name the file the operator rebuilt.
+        .and_then(|_| {
+            Library::open(&copy).map_err(|e| {
+                e.to_string()
+                    .replace(&copy.display().to_string(), &path.display().to_string())
+            })
+        })
         .map(|mut lib| {
             lib.origin = path.to_path_buf();
             lib.origin_stamp = origin_stamp;

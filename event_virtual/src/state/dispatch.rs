@@ -63,6 +63,10 @@ impl Engine {
                 }
                 Pick::Send { member, probe } => (member, probe),
             };
+            // The event really moves on now: count the failover against the member it left.
+            if let Some(prev) = f.from.take().and_then(|p| g.members.get_mut(p)) {
+                prev.stats.failed_over += 1;
+            }
             if f.last.is_none() && g.uri.mode == Mode::RoundRobin {
                 g.cursor = (mi + 1) % n;
             }
@@ -94,8 +98,8 @@ impl Engine {
                 }
                 Err(e) => {
                     note_failure(&mut m.stats, &e);
-                    m.stats.failed_over += 1;
                     f.failed.push(format!("{}: {e}", m.uri));
+                    f.from = Some(mi);
                     self.member_failed(gid, mi, &e, now);
                 }
             }

@@ -66,6 +66,9 @@ struct Flight {
     tried: Vec<bool>,
     /// The member last tried (ROUND-ROBIN retries continue after it).
     last: Option<usize>,
+    /// The member that failed this event last. Its `failed_over` is counted only when the event
+    /// is sent on to another member: an event given up after its last member is no failover.
+    from: Option<usize>,
     /// PARALLEL: member sends whose outcome is still due.
     outstanding: usize,
     /// Why members failed this event, for the group's error.
@@ -173,6 +176,7 @@ impl Engine {
             event: None,
             tried: vec![false; n],
             last: None,
+            from: None,
             outstanding: 0,
             failed: Vec::new(),
         };
@@ -281,6 +285,9 @@ impl Engine {
             Err(e) => {
                 note_failure(&mut m.stats, e);
                 flight.failed.push(format!("{}: {e}", m.uri));
+                if mode != Mode::Parallel {
+                    flight.from = Some(sent.member);
+                }
             }
         }
         if mode == Mode::Parallel {
@@ -299,7 +306,6 @@ impl Engine {
                 }
             }
             Err(_) => {
-                m.stats.failed_over += 1;
                 self.work.insert(sent.flight);
                 self.member_failed(sent.group, sent.member, "failed", now);
             }
@@ -323,9 +329,9 @@ impl Engine {
                 continue;
             };
             self.orphans.insert(token, (gid, mi));
-            m.stats.failed_over += 1;
             if let Some(f) = self.flights.get_mut(&sent.flight) {
                 f.failed.push(format!("{}: {why}", m.uri));
+                f.from = Some(mi);
             }
             self.work.insert(sent.flight);
         }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fault_server;
+
 use evi_testkit::{wait_for, Daemon};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

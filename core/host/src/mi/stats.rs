@@ -209,7 +209,8 @@ fn subscriber_stats(s: &Shared, p: &Map<String, Value>) -> MiResult {
                 "delivered": st.delivered.load(Ordering::Relaxed),
                 "failed": st.failed.load(Ordering::Relaxed),
                 "dropped": st.dropped.load(Ordering::Relaxed),
-                "queue_len": sub.module.queue_len(),
+                "queue_len": st.queued.load(Ordering::Relaxed),
+                "module_queue_len": sub.module.queue_len(),
                 "last_error": st.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             }));
         }

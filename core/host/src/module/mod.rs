@@ -208,6 +208,8 @@ impl Module {
         sub: Arc<Subscriber>,
         member: Option<Box<MemberRaise>>,
     ) -> bool {
+        // Counted before the send: the module thread may take the job before try_send returns.
+        sub.stats.queued.fetch_add(1, Ordering::Relaxed);
         let job = Job::Raise { event, sub, member };
         let refused = match self.jobs.try_send(job) {
             Ok(()) => return true,
@@ -224,6 +226,7 @@ impl Module {
         };
         match refused {
             Job::Raise { sub, .. } => {
+                sub.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 let n = sub.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 self.queue_drops.fetch_add(1, Ordering::Relaxed);
                 let now = crate::clock::unix_now();

@@ -147,6 +147,7 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
         loop {
             match job {
                 Job::Raise { event, sub, member } => {
+                    sub.stats.queued.fetch_sub(1, Ordering::Relaxed);
                     let t0 = slow.map(|_| std::time::Instant::now());
                     raise(&inst, &event, &sub, member, shared, &mut err);
                     if let (Some(limit), Some(t0)) = (slow, t0) {

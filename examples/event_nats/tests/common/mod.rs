@@ -337,3 +337,138 @@ impl Drop for Daemon {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The Python with the test peers (the `opensips` and `nats-py` packages) that
+/// `scripts/test-deps` installs: `EVID_TEST_PYTHON`, or the evid workspace's
+/// `target/test-venv/bin/python` (as `evi_testkit::python()` finds it).
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("EVID_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python")
+        });
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test-deps (it creates the venv with the opensips and nats-py packages)",
+        p.display()
+    );
+    p
+}
+
+/// tests/consumer.py: the real NATS client (nats-py) consuming a subject, or reading a
+/// JetStream stream it creates; its stdout lines come through a channel.
+pub struct PyConsumer {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<Vec<u8>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl PyConsumer {
+    /// Start consumer.py for `n` messages on `subject` (through the JetStream stream `stream`
+    /// when given) and wait until it says it is subscribed.
+    pub fn start(subject: &str, n: usize, timeout: Duration, stream: Option<&str>) -> PyConsumer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/consumer.py");
+        let py = python();
+        let mut cmd = Command::new(&py);
+        cmd.arg(&script)
+            .arg(subject)
+            .arg(n.to_string())
+            .arg(timeout.as_secs_f64().to_string());
+        if let Some(s) = stream {
+            cmd.arg(s);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
+        let (tx, lines) = std::sync::mpsc::channel();
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        std::thread::spawn(move || loop {
+            let mut line = Vec::new();
+            match std::io::BufRead::read_until(&mut out, b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            if let Ok(mut g) = sink.lock() {
+                g.push_str(&s);
+            }
+        });
+        let mut c = PyConsumer {
+            child,
+            lines,
+            stderr,
+        };
+        match c.lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) if l == b"ready" => c,
+            other => {
+                let _ = c.child.kill();
+                let _ = c.child.wait();
+                panic!(
+                    "{} did not say ready (got {:?}): {}",
+                    script.display(),
+                    other.map(|l| String::from_utf8_lossy(&l).into_owned()),
+                    c.stderr()
+                )
+            }
+        }
+    }
+
+    /// Up to `n` payload lines, waiting at most `timeout` in all.
+    pub fn recv_n(&mut self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        let end = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self
+                .lines
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+            {
+                Ok(l) => out.push(l),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Wait for it to exit: whether it succeeded (0: it got its `n` messages).
+    pub fn wait(&mut self, timeout: Duration) -> bool {
+        let mut ok = false;
+        wait_for(timeout, || match self.child.try_wait() {
+            Ok(Some(st)) => {
+                ok = st.success();
+                true
+            }
+            _ => false,
+        });
+        ok
+    }
+
+    /// What it wrote to stderr so far (once it exited: all of it).
+    pub fn stderr(&self) -> String {
+        // The reader thread fills it when the pipe closes; give it a moment.
+        std::thread::sleep(Duration::from_millis(50));
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for PyConsumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
