@@ -75,6 +75,20 @@ event_route[E_SLOW, sync] {
         .cloned()
         .unwrap_or_default();
     assert_eq!(above["params"]["module"], "event_route");
+    // The destination that fills the queue is named, with its share of it.
+    assert_eq!(above["params"]["socket"], "route:E_SLOW;sync", "{above}");
+    assert!(
+        above["params"]["socket_queue_len"]
+            .as_i64()
+            .is_some_and(|n| n >= 8),
+        "{above}"
+    );
+    let below = got
+        .iter()
+        .find(|e| e["params"]["state"] == "below")
+        .cloned()
+        .unwrap_or_default();
+    assert!(below["params"].get("socket").is_none(), "{below}");
     assert_eq!(above["params"]["capacity"], 16);
     assert_eq!(above["params"]["threshold"], 50);
 }

@@ -52,12 +52,12 @@ fn payload(c: &mut Criterion) {
         b.iter(|| evi_abi::payload::notification(black_box("E_BENCH"), black_box(&many), None))
     });
     let params = bench_params();
-    g.bench_function("raised event/build", |b| {
-        b.iter(|| RaisedEvent::new(1, "E_BENCH", black_box(&params), 0, 0))
+    g.bench_function("raised event/build (shared)", |b| {
+        b.iter(|| RaisedEvent::shared(1, "E_BENCH", black_box(&params), 0, 0))
     });
     g.bench_function("raised event/build + json", |b| {
         b.iter(|| {
-            let ev = RaisedEvent::new(1, "E_BENCH", black_box(&params), 0, 0);
+            let ev = RaisedEvent::shared(1, "E_BENCH", black_box(&params), 0, 0);
             black_box(ev.json().len())
         })
     });

@@ -62,13 +62,8 @@ impl Shared {
                     return out;
                 }
                 let now = self.clock.now();
-                let event = Arc::new(RaisedEvent::new(
-                    id,
-                    entry.name,
-                    params,
-                    self.clock.now_us(),
-                    depth,
-                ));
+                let event = RaisedEvent::shared(id, entry.name, params, self.clock.now_us(), depth);
+                let mut json = false;
                 for sub in subs.iter() {
                     if sub.is_expired(now) {
                         continue;
@@ -80,6 +75,13 @@ impl Shared {
                         sub.module.failed.fetch_add(1, Ordering::Relaxed);
                         out.failed += 1;
                         continue;
+                    }
+                    // The payload is built here, once, before any module can see the event:
+                    // a module thread's time goes to its I/O (a UDP sender spent ~15% of its
+                    // thread building JSON), while the raiser has time to spare.
+                    if sub.wants_json && !json {
+                        event.json();
+                        json = true;
                     }
                     if sub.module.enqueue_raise(event.clone(), sub.clone()) {
                         out.queued += 1;

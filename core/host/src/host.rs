@@ -8,7 +8,7 @@ use crate::mi::MiTable;
 use crate::modparam::ModparamValue;
 use crate::module::{Module, SocketPtr};
 use crate::registry::{Registry, Subscriber, NEVER};
-use evi_abi::EVI_TRANSPORT_EXPIRES;
+use evi_abi::{EVI_TRANSPORT_EXPIRES, EVI_TRANSPORT_JSON};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -541,17 +541,15 @@ impl Shared {
                 Ok(Subscribed::Refreshed)
             }
             Parsed::New(handle, printed) => {
-                let expires = module
-                    .info()
-                    .transports
-                    .get(tidx)
-                    .is_some_and(|t| t.flags & EVI_TRANSPORT_EXPIRES != 0);
+                let flags = module.info().transports.get(tidx).map_or(0, |t| t.flags);
+                let expires = flags & EVI_TRANSPORT_EXPIRES != 0;
                 let sub = Arc::new(Subscriber {
                     id: self.registry.next_subscriber_id(),
                     event: entry.id,
                     socket: format!("{proto}:{printed}"),
                     module: module.clone(),
                     transport: tidx,
+                    wants_json: flags & EVI_TRANSPORT_JSON != 0,
                     handle: std::sync::atomic::AtomicPtr::new(handle.0),
                     freed: AtomicBool::new(false),
                     expire: AtomicI64::new(match expire {

@@ -38,12 +38,12 @@ pub(crate) fn ticket_age_us(ticket: u64, now_us: i64) -> u64 {
     (now.wrapping_sub(then) & TIME_MASK) << TIME_SHIFT_US
 }
 
-/// A fixed-bucket histogram, updated lock-free from any thread.
+/// A fixed-bucket histogram, updated lock-free from any thread. The count is the buckets' sum
+/// (one atomic add fewer per outcome).
 #[derive(Default)]
 pub struct Histogram {
     buckets: [AtomicU64; BOUNDS_US.len() + 1],
     sum_us: AtomicU64,
-    count: AtomicU64,
 }
 
 /// A copy of a histogram: cumulative counts per bound (the last is `+Inf`).
@@ -59,7 +59,6 @@ impl Histogram {
         let i = BOUNDS_US.partition_point(|&b| b < us);
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> Snapshot {

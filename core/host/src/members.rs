@@ -70,6 +70,8 @@ impl Shared {
             socket: format!("{proto}:{printed}"),
             module,
             transport: tidx,
+            // A member's event is queued by `socket_raise`, whose caller already holds it.
+            wants_json: false,
             handle: AtomicPtr::new(handle.0),
             freed: AtomicBool::new(false),
             expire: AtomicI64::new(NEVER),
@@ -133,13 +135,7 @@ impl Shared {
                 }
             })
             .collect();
-        let ev = Arc::new(RaisedEvent::new(
-            event.id,
-            name,
-            &params,
-            event.raised_at_us,
-            event.depth,
-        ));
+        let ev = RaisedEvent::shared(event.id, name, &params, event.raised_at_us, event.depth);
         let delivery = MEMBER_DELIVERY | self.members.next_delivery.fetch_add(1, Ordering::Relaxed);
         lock(&self.members.due).insert(delivery, (owner.clone(), token, sub.clone()));
         let target = sub.module.clone();

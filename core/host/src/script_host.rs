@@ -100,21 +100,30 @@ impl ScriptHost for Shared {
     }
 
     fn raise_event(&self, event: &str, params: &[ScriptParam]) -> Result<(), String> {
-        let refs: Vec<ParamRef<'_>> = params
-            .iter()
-            .map(|p| ParamRef {
+        let id = self
+            .registry
+            .lookup(event)
+            .ok_or_else(|| format!("unknown event {event}"))?;
+        fn view(p: &ScriptParam) -> ParamRef<'_> {
+            ParamRef {
                 name: p.name.as_deref(),
                 value: match &p.value {
                     ScriptValue::Null => ValueRef::Null,
                     ScriptValue::Int(i) => ValueRef::Int(*i),
                     ScriptValue::Str(s) => ValueRef::Str(s.as_bytes()),
                 },
-            })
-            .collect();
-        let id = self
-            .registry
-            .lookup(event)
-            .ok_or_else(|| format!("unknown event {event}"))?;
+            }
+        }
+        // The views on the stack for the usual few params: no allocation per raise.
+        const ON_STACK: usize = 8;
+        if params.len() <= ON_STACK {
+            let mut refs = [ParamRef::positional(ValueRef::Null); ON_STACK];
+            for (r, p) in refs.iter_mut().zip(params) {
+                *r = view(p);
+            }
+            return self.raise(id, &refs[..params.len()]).map(|_| ());
+        }
+        let refs: Vec<ParamRef<'_>> = params.iter().map(view).collect();
         self.raise(id, &refs).map(|_| ())
     }
 

@@ -4,8 +4,10 @@
 
 use crate::event::{ParamRef, ValueRef};
 use crate::host::Shared;
+use crate::module::Module;
 use crate::registry::Subscriber;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The queue alarm's event, published only when `evi_queue_threshold` is set.
@@ -83,12 +85,26 @@ impl Shared {
                 continue;
             }
             let state: &[u8] = if above { b"above" } else { b"below" };
+            // The destination holding most of the queue: the one the operator has to look at.
+            let top = if above {
+                self.top_destination(&m)
+            } else {
+                None
+            };
+            let (socket, socket_len) = top
+                .as_ref()
+                .map_or(("", 0), |(s, n)| (s.as_str(), *n as i64));
             log::warn!(
-                "module {}: queue {len}/{cap} ({fill}%) is {} the threshold of {pct}%",
+                "module {}: queue {len}/{cap} ({fill}%) is {} the threshold of {pct}%{}",
                 m.name,
-                if above { "above" } else { "back below" }
+                if above { "above" } else { "back below" },
+                if socket.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {socket_len} of them for {socket}")
+                }
             );
-            let params = [
+            let mut params = vec![
                 ParamRef::named("module", ValueRef::Str(m.name.as_bytes())),
                 ParamRef::named("queue_len", ValueRef::Int(len as i64)),
                 ParamRef::named("capacity", ValueRef::Int(cap as i64)),
@@ -96,8 +112,35 @@ impl Shared {
                 ParamRef::named("threshold", ValueRef::Int(pct as i64)),
                 ParamRef::named("state", ValueRef::Str(state)),
             ];
+            if !socket.is_empty() {
+                params.push(ParamRef::named("socket", ValueRef::Str(socket.as_bytes())));
+                params.push(ParamRef::named(
+                    "socket_queue_len",
+                    ValueRef::Int(socket_len),
+                ));
+            }
             let _ = self.raise(id, &params);
         }
+    }
+}
+
+impl Shared {
+    /// The subscriber of module `m` with the most events waiting in its queue, and how many.
+    fn top_destination(&self, m: &Arc<Module>) -> Option<(String, u64)> {
+        self.registry
+            .events()
+            .iter()
+            .flat_map(|e| {
+                e.subscribers
+                    .load_full()
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|s| Arc::ptr_eq(&s.module, m))
+            .map(|s| (s.socket.clone(), s.stats.queued.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .max_by_key(|(_, n)| *n)
     }
 }
 
