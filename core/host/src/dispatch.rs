@@ -191,7 +191,7 @@ impl Shared {
         let sub = self.outcome_subscriber(crate::latency::ticket_sub(delivery));
         match sub {
             Some(sub) => {
-                let now = crate::clock::unix_now_us();
+                let now = crate::clock::outcome_now_us();
                 sub.module
                     .latency
                     .record(crate::latency::ticket_age_us(delivery, now));
