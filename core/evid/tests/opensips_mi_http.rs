@@ -2,9 +2,8 @@
 //! (`opensips-mi -t http`), as OpenSIPS operators use it; mi_datagram and mi_fifo have the same
 //! test in their own folders.
 
-use evi_testkit::{python, Daemon, UdpReceiver};
+use evi_testkit::{Daemon, UdpReceiver};
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
 
 /// `opensips-mi -t http` against the daemon's MI; (exit code, stdout, stderr).
@@ -14,17 +13,9 @@ fn opensips_mi(d: &Daemon, cmd: &[&str]) -> (i32, String, String) {
         .mi_url
         .trim_start_matches("http://127.0.0.1:")
         .trim_end_matches("/mi");
-    let out = Command::new(python().with_file_name("opensips-mi"))
-        .current_dir(d.dir.path()) // it reads ./.env
-        .args(["-t", "http", "-i", "127.0.0.1", "-p", port])
-        .args(cmd)
-        .output()
-        .unwrap_or_else(|e| panic!("opensips-mi: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut args = vec!["-t", "http", "-i", "127.0.0.1", "-p", port];
+    args.extend_from_slice(cmd);
+    evi_testkit::opensips_mi(d.dir.path(), &args)
 }
 
 fn mi_ok(d: &Daemon, cmd: &[&str]) -> Value {

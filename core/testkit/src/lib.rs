@@ -132,6 +132,21 @@ pub fn golden(rel: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("golden file {}: {e}", p.display()))
 }
 
+/// OpenSIPS's own MI client, `opensips-mi ARGS` (from the `opensips` PyPI package), run in `cwd`
+/// (it reads `./.env`); (exit code, stdout, stderr).
+pub fn opensips_mi(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(python().with_file_name("opensips-mi"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("opensips-mi: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The Python with the test peers (`opensips` package) that `scripts/test-deps` installs.
 pub fn python() -> PathBuf {
     let p = std::env::var_os("EVID_TEST_PYTHON")

@@ -1,13 +1,11 @@
 //! A real evid with mi_datagram, driven by the PyPI `opensips` package's MI client
 //! (`opensips-mi -t datagram`) and by raw sockets for the exact wire bytes.
 
-use evi_testkit::{python, wait_for, Daemon, UdpReceiver};
+use evi_testkit::{opensips_mi, wait_for, Daemon, UdpReceiver};
 use serde_json::{json, Value};
 use std::net::UdpSocket;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -18,21 +16,6 @@ fn free_udp_port() -> u16 {
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Run `opensips-mi` with `args`; (exit code, stdout, stderr).
-fn opensips_mi(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    let bin = python().with_file_name("opensips-mi");
-    let out = Command::new(bin)
-        .current_dir(cwd) // it reads ./.env
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("opensips-mi: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `opensips-mi` over UDP to `port`, which must succeed; its printed result as JSON.

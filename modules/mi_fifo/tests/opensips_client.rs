@@ -1,7 +1,7 @@
 //! A real evid with mi_fifo, driven by the PyPI `opensips` package's MI client
 //! (`opensips-mi -t fifo`) and by hand-made reply FIFOs for the exact wire bytes.
 
-use evi_testkit::{python, wait_for, Daemon, UdpReceiver};
+use evi_testkit::{wait_for, Daemon, UdpReceiver};
 use serde_json::{json, Value};
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -10,7 +10,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -28,17 +27,9 @@ startup_route { subscribe_event("E_X", "udp:127.0.0.1:9"); }
 fn opensips_mi(d: &Daemon, cmd: &[&str]) -> (i32, String, String) {
     let fifo = d.dir.join("evid_fifo").display().to_string();
     let reply_dir = format!("{}/", d.dir.path().display());
-    let out = Command::new(python().with_file_name("opensips-mi"))
-        .current_dir(d.dir.path()) // it reads ./.env
-        .args(["-t", "fifo", "-f", &fifo, "-fb", &fifo, "-fd", &reply_dir])
-        .args(cmd)
-        .output()
-        .unwrap_or_else(|e| panic!("opensips-mi: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut args = vec!["-t", "fifo", "-f", &fifo, "-fb", &fifo, "-fd", &reply_dir];
+    args.extend_from_slice(cmd);
+    evi_testkit::opensips_mi(d.dir.path(), &args)
 }
 
 fn mi_ok(d: &Daemon, cmd: &[&str]) -> Value {
