@@ -21,13 +21,13 @@ fn env_u64(name: &str) -> Option<u64> {
 
 fn main() {
     let mut quick = false;
-    let mut out = PathBuf::from("bench");
+    let mut out = None;
     let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
-            "--out" => out = args.next().map(PathBuf::from).unwrap_or(out),
+            "--out" => out = args.next().map(PathBuf::from).or(out),
             "--only" => {
                 only = args
                     .next()
@@ -37,7 +37,7 @@ fn main() {
                     .collect()
             }
             "-h" | "--help" => {
-                println!("evid-bench [--quick] [--out DIR] [--only 1,2,9]   (env EVID_BENCH_N, EVID_BENCH_MI_SECS, EVID_BENCH_DEAD_SECS, EVID_BENCH_CLIENT=rust)");
+                println!("evid-bench [--quick] [--out DIR] [--only 1,2,9]   (env EVID_BENCH_N, EVID_BENCH_MI_SECS, EVID_BENCH_DEAD_SECS, EVID_BENCH_CLIENT=rust)\nResults go to bench/ for a full run, to target/bench-partial/ for --quick or --only, unless --out DIR.");
                 return;
             }
             other => {
@@ -50,6 +50,14 @@ fn main() {
         .ok()
         .and_then(|p| p.parent().map(|p| p.to_path_buf()))
         .unwrap_or_default();
+    // A partial run (--only, --quick) must not replace the committed full results in bench/.
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from(if only.is_empty() && !quick {
+            "bench"
+        } else {
+            "target/bench-partial"
+        })
+    });
     let opts = Options {
         bin_dir,
         out_dir: out,
