@@ -32,6 +32,7 @@ fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
         mi_secs: 1,
         dead_secs: 1,
         startup_runs: 1,
+        udp_rounds: 2,
         only: vec![1, 2, 9],
         verbose: false,
     };
@@ -39,6 +40,14 @@ fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
     for r in &rows {
         assert_eq!(r.failure, None, "{r:?}");
     }
+    // Scenario 2 alternates rounds with its baselines and reports each row's median.
+    let udp = rows.iter().find(|r| r.id == "2");
+    assert!(
+        udp.is_some_and(|r| r.notes.starts_with("median of 2 rounds (")
+            && r.notes
+                .contains("per round, evid against raw sendto / sendmmsg: ")),
+        "{udp:?}"
+    );
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(
         ids,
