@@ -95,21 +95,9 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-/// Bytes copied as they are without a second look: printable ASCII except `"` and `\`.
-static PLAIN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0x20;
-    while i < 0x80 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = false;
-    t[b'\\' as usize] = false;
-    t
-};
-
 /// Bytes a JSON string must escape: `"`, `\` and the control characters.
-static NEEDS_ESCAPE: [bool; 256] = {
+static NEEDS_ESCAPE: [bool; 256] = ESCAPED;
+const ESCAPED: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 0x20 {
@@ -118,6 +106,17 @@ static NEEDS_ESCAPE: [bool; 256] = {
     }
     t[b'"' as usize] = true;
     t[b'\\' as usize] = true;
+    t
+};
+
+/// Bytes copied as they are without a second look: ASCII that needs no escape.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x80 {
+        t[i] = !ESCAPED[i];
+        i += 1;
+    }
     t
 };
 

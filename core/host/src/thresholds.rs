@@ -63,6 +63,20 @@ impl Shared {
         let _ = self.raise(id, &params);
     }
 
+    /// The subscriber of module `m` with the most events waiting in its queue, and how many.
+    fn top_destination(&self, m: &Arc<Module>) -> Option<(String, u64)> {
+        let mut top: Option<(String, u64)> = None;
+        for e in self.registry.events().iter() {
+            for s in e.subscribers.load().iter() {
+                let n = s.stats.queued.load(Ordering::Relaxed);
+                if Arc::ptr_eq(&s.module, m) && n > top.as_ref().map_or(0, |t| t.1) {
+                    top = Some((s.socket.clone(), n));
+                }
+            }
+        }
+        top
+    }
+
     /// Timer tick: raise the queue alarm for every module whose fill crossed the threshold.
     pub(crate) fn check_queues(&self) {
         let pct = self.thresholds.queue_pct.load(Ordering::Relaxed);
@@ -121,26 +135,6 @@ impl Shared {
             }
             let _ = self.raise(id, &params);
         }
-    }
-}
-
-impl Shared {
-    /// The subscriber of module `m` with the most events waiting in its queue, and how many.
-    fn top_destination(&self, m: &Arc<Module>) -> Option<(String, u64)> {
-        self.registry
-            .events()
-            .iter()
-            .flat_map(|e| {
-                e.subscribers
-                    .load_full()
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .filter(|s| Arc::ptr_eq(&s.module, m))
-            .map(|s| (s.socket.clone(), s.stats.queued.load(Ordering::Relaxed)))
-            .filter(|(_, n)| *n > 0)
-            .max_by_key(|(_, n)| *n)
     }
 }
 

@@ -22,10 +22,8 @@ fn text(lines: &[Vec<u8>]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn nats_py_subscriber_gets_each_json_rpc_payload_byte_for_byte() {
-    let subject = unique("evid.test.natspy");
-    let mut consumer = PyConsumer::start(&subject, 3, T, None);
+/// evid with `nats:.../subject` subscribed to E_NATS_PY, after three raises of it.
+fn raise_three(subject: &str) -> (Daemon, String) {
     let socket = format!("nats:{NATS}/{subject}");
     let d = Daemon::start(&format!(
         "startup_route {{ subscribe_event(\"E_NATS_PY\", \"{socket}\"); }}"
@@ -37,6 +35,14 @@ fn nats_py_subscriber_gets_each_json_rpc_payload_byte_for_byte() {
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
     }
+    (d, socket)
+}
+
+#[test]
+fn nats_py_subscriber_gets_each_json_rpc_payload_byte_for_byte() {
+    let subject = unique("evid.test.natspy");
+    let mut consumer = PyConsumer::start(&subject, 3, T, None);
+    let (d, socket) = raise_three(&subject);
     let got = consumer.recv_n(3, T);
     let want: Vec<String> = (0..3).map(expected).collect();
     assert_eq!(text(&got), want, "{}\n{}", consumer.stderr(), d.log());
@@ -57,17 +63,7 @@ fn nats_py_reads_the_acked_events_back_from_the_jetstream_stream() {
     let stream = unique("EVIDPY").replace('.', "_");
     // consumer.py creates the stream (deleting it at exit) and pulls from it.
     let mut consumer = PyConsumer::start(&subject, 3, T, Some(&stream));
-    let socket = format!("nats:{NATS}/{subject}");
-    let d = Daemon::start(&format!(
-        "startup_route {{ subscribe_event(\"E_NATS_PY\", \"{socket}\"); }}"
-    ));
-    for i in 0..3 {
-        d.mi(
-            "raise_event",
-            json!(["E_NATS_PY", {"n": i, "who": "alice"}]),
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
-    }
+    let (d, socket) = raise_three(&subject);
     // Delivered means the stream acked each one: stored.
     assert!(
         wait_for(T, || d.sub_stats("E_NATS_PY", &socket)["delivered"] == 3),

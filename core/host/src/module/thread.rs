@@ -186,7 +186,7 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
     }
     taken.settle();
     outcomes();
-    inst.flush();
+    crate::clock::sharing_outcome_time(|| inst.flush());
     inst.destroy();
 }
 
