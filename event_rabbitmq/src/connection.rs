@@ -42,11 +42,11 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
                 backoff = cfg.next_backoff(backoff);
             }
             Ok((conn, channel)) => {
-                backoff = cfg.reconnect_min;
                 broker.counters.connects.fetch_add(1, Ordering::Relaxed);
                 broker.clear_error();
                 broker.connected.store(true, Ordering::Release);
                 log::info!("rabbitmq {}: connected", broker.key.label());
+                let answered = broker.answered();
                 let end = session::run(&broker, &conn, &channel, &cfg, &mut deadline).await;
                 broker.connected.store(false, Ordering::Release);
                 broker.blocked.store(false, Ordering::Release);
@@ -58,6 +58,15 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
                 close(&broker, conn).await;
                 if let End::Done = end {
                     break;
+                }
+                // A session that broke before the broker answered anything backs off like a
+                // failed connect: whatever breaks it (a broker that closes each new channel)
+                // would otherwise turn into a reconnect storm.
+                if broker.answered() == answered {
+                    pause(&broker, backoff, &mut deadline, &cfg).await;
+                    backoff = cfg.next_backoff(backoff);
+                } else {
+                    backoff = cfg.reconnect_min;
                 }
             }
         }

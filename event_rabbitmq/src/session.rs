@@ -30,6 +30,10 @@ const BUDGET: usize = 2048;
 /// How often a session looks at its connection when nothing else wakes it (lapin reports a
 /// dead or blocked connection through its status), and logs pending drops.
 const CHECK: Duration = Duration::from_millis(200);
+/// How long a session whose channel is no longer open waits for lapin to fail the publishes in
+/// its window: lapin marks the channel closing before it hands the broker's reason to the
+/// pending confirms, and that reason decides whether the events are resent or failed for good.
+const LOST_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a connected session ended.
 pub enum End {
@@ -97,6 +101,8 @@ struct Session<'a> {
     check: Pin<Box<Sleep>>,
     /// `stopping || retired` as last seen, so a change wakes the loop exactly once.
     seen_stop: bool,
+    /// When the connection or channel was first seen no longer open.
+    lost_at: Option<Instant>,
 }
 
 /// Publish until the connection breaks or the broker's work is done.
@@ -119,6 +125,7 @@ pub async fn run(
         resolved: Vec::new(),
         check: Box::pin(sleep(CHECK)),
         seen_stop: false,
+        lost_at: None,
     };
     poll_fn(|cx| s.poll(cx)).await
 }
@@ -131,8 +138,7 @@ impl Session<'_> {
                 return Poll::Ready(End::Done);
             }
             if !self.conn.status().connected() || !self.channel.status().connected() {
-                self.b.set_error("connection lost");
-                return Poll::Ready(End::Broken);
+                return self.lost(cx);
             }
             // Polled on every round, not only when idle: a busy session must notice an unblock.
             if self.check.as_mut().poll(cx).is_ready() {
@@ -210,6 +216,28 @@ impl Session<'_> {
             Some(e) => Err(e),
             None => Ok(n),
         }
+    }
+
+    /// The channel or connection is no longer open. Waits (bounded by [`LOST_GRACE`]) for the
+    /// window's publishes to learn why, so that an event the broker refuses for good (an
+    /// unknown exchange closes the channel) is failed rather than resent on every reconnect.
+    fn lost(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        let since = *self.lost_at.get_or_insert_with(Instant::now);
+        if let Err(e) = self.collect(cx, usize::MAX) {
+            self.fail(cx, &e);
+            return Poll::Ready(End::Broken);
+        }
+        if self.window.is_empty() || since.elapsed() >= LOST_GRACE {
+            self.b.set_error("connection lost");
+            return Poll::Ready(End::Broken);
+        }
+        // `collect` left the head's waker with lapin; the timer bounds the wait.
+        let left = LOST_GRACE.saturating_sub(since.elapsed());
+        self.check.as_mut().reset(Instant::now() + CHECK.min(left));
+        if self.check.as_mut().poll(cx).is_ready() {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
     }
 
     /// The channel or connection failed. Answers that came before the failure still count (a
