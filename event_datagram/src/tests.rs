@@ -515,6 +515,40 @@ fn interleaved_destinations_keep_their_order() {
     }
 }
 
+/// A busy destination goes out on its own connected socket, which learns of an ICMP "port
+/// unreachable" on its next send: a receiver that stops and comes back must still get every
+/// event sent once it is back, and no event is failed for what an earlier datagram met.
+#[test]
+fn a_busy_receiver_that_restarts_gets_every_event_once_back() {
+    let mut m = module();
+    let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind");
+    let mut t = m.parse(&format!("udp:{addr}"));
+    let batch = crate::sender::CONNECTED_FROM as usize + 2;
+    let mut send = |m: &mut Rig, round: usize| -> Vec<Delivery> {
+        let ds = (0..batch)
+            .map(|i| m.queue(&mut t, &numbered(round, i)))
+            .collect();
+        m.m.flush();
+        ds
+    };
+    let mut ds = send(&mut m, 0);
+    for i in 0..batch {
+        assert_eq!(recv(&rx), numbered(0, i));
+    }
+    drop(rx);
+    // Nobody listens: fire-and-forget, as with any UDP receiver that is gone.
+    ds.extend(send(&mut m, 1));
+    let (rx, again) = udp_receiver(&addr).expect("bind the same port again");
+    assert_eq!(again, addr);
+    ds.extend(send(&mut m, 2));
+    for d in ds {
+        assert_eq!(m.outcome(d), Ok(()));
+    }
+    for i in 0..batch {
+        assert_eq!(recv(&rx), numbered(2, i));
+    }
+}
+
 #[test]
 fn a_refusal_inside_a_batch_fails_that_event_only() {
     let mut m = module();

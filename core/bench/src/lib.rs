@@ -45,9 +45,10 @@ pub struct Options {
     pub dead_secs: u64,
     /// Start-ups scenario 18 takes the median of (11; `--quick`: 5).
     pub startup_runs: usize,
-    /// Alternating rounds of scenario 2 and its raw baselines; each row reports its median
-    /// (3; `--quick`: 1). One round each was at the mercy of a shared VM's swings.
-    pub udp_rounds: usize,
+    /// Alternating rounds of scenario 2 and its raw baselines, and of scenario 1 and 4-6; each
+    /// row reports its median (3; `--quick`: 1). One round each was at the mercy of a shared
+    /// VM's swings.
+    pub rounds: usize,
     /// Scenario numbers to run (1..=18); empty = all.
     pub only: Vec<u32>,
     /// Print progress lines to stderr.
@@ -140,24 +141,19 @@ pub fn run(opts: &Options) -> Result<Vec<Row>, String> {
             rows.push(row);
         }
     };
-    if opts.wants(1) {
-        push(scenarios::loop_flatstore(opts)?, &mut rows);
-    }
+    let (alone, beside) = if [1, 4, 5, 6].iter().any(|&k| opts.wants(k)) {
+        scenarios::flatstore_rounds(opts)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    push(alone, &mut rows);
     if opts.wants(2) {
         push(scenarios::loop_udp(opts)?, &mut rows);
     }
     if opts.wants(3) {
         push(scenarios::loop_flatstore_udp(opts)?, &mut rows);
     }
-    for (k, dead) in [
-        (4, scenarios::Dead::Rabbitmq),
-        (5, scenarios::Dead::Xmlrpc),
-        (6, scenarios::Dead::Stream),
-    ] {
-        if opts.wants(k) {
-            push(scenarios::loop_dead(opts, dead)?, &mut rows);
-        }
-    }
+    push(beside, &mut rows);
     if opts.wants(7) {
         push(scenarios::mi_http(opts)?, &mut rows);
     }

@@ -65,7 +65,7 @@ fn main() {
         mi_secs: env_u64("EVID_BENCH_MI_SECS").unwrap_or(if quick { 3 } else { 10 }),
         dead_secs: env_u64("EVID_BENCH_DEAD_SECS").unwrap_or(if quick { 15 } else { 60 }),
         startup_runs: if quick { 5 } else { 11 },
-        udp_rounds: if quick { 1 } else { 3 },
+        rounds: if quick { 1 } else { 3 },
         only,
         verbose: true,
     };

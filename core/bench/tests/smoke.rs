@@ -1,4 +1,4 @@
-//! End-to-end smoke run of scenarios 1, 2 and 9 with a small N, on the build the test belongs
+//! End-to-end smoke run of scenarios 1, 2, 6 and 9 with a small N, on the build the test belongs
 //! to (`scripts/test` builds the whole workspace first): every count is checked by the suite,
 //! and here again, and the CSV and SVG must be written.
 
@@ -15,7 +15,7 @@ fn build_dir() -> PathBuf {
 }
 
 #[test]
-fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
+fn scenarios_1_2_6_9_count_every_event_and_write_csv_and_svg() {
     let bin_dir = build_dir();
     assert!(
         bin_dir.join("evid").exists() && bin_dir.join("libevent_datagram.so").exists(),
@@ -32,8 +32,8 @@ fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
         mi_secs: 1,
         dead_secs: 1,
         startup_runs: 1,
-        udp_rounds: 2,
-        only: vec![1, 2, 9],
+        rounds: 2,
+        only: vec![1, 2, 6, 9],
         verbose: false,
     };
     let rows = run(&opts).unwrap_or_else(|e| panic!("{e}"));
@@ -44,9 +44,17 @@ fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
     let udp = rows.iter().find(|r| r.id == "2");
     assert!(
         udp.is_some_and(|r| r.notes.starts_with("median of 2 rounds (")
-            && r.notes
-                .contains("per round, evid against raw sendto / sendmmsg: ")),
+            && r.notes.contains("per round, evid against raw sendto: ")
+            && r.notes.contains("; connected sendmmsg: ")),
         "{udp:?}"
+    );
+    // Scenarios 1 and 6 alternate rounds too: the dead row is compared within each round.
+    let dead = rows.iter().find(|r| r.id == "6");
+    assert!(
+        dead.is_some_and(|r| r.notes.starts_with("median of 2 rounds (")
+            && r.notes
+                .contains("per round, share of the flatstore loop alone: ")),
+        "{dead:?}"
     );
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(
@@ -56,6 +64,8 @@ fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
             "2",
             "2/raw",
             "2/raw-mmsg",
+            "2/raw-conn",
+            "6",
             "9/1",
             "9/4",
             "9/16",
@@ -73,7 +83,7 @@ fn scenarios_1_2_9_count_every_event_and_write_csv_and_svg() {
     assert_eq!(udp.delivered + udp.lost_counted, n, "{udp:?}");
     assert!(udp.delivered > 0 && udp.value > 0.0);
 
-    for r in &rows[4..] {
+    for r in &rows[6..] {
         let subs: u64 = r.id[2..].parse().unwrap_or(0);
         // Paced raiser: every datagram to every subscriber arrives.
         assert_eq!(r.delivered, r.raised * subs, "{r:?}");

@@ -76,8 +76,9 @@ struct Shared {
     stopping: AtomicBool,
     conns: Mutex<Conns>,
     mi: Arc<MiFn>,
-    /// MI calls running now, at most `max_running` (the `threads` modparam).
-    running: (Mutex<usize>, Condvar),
+    /// MI calls running now, at most `max_running` (the `threads` modparam), and connections
+    /// waiting for a slot (only they need a wake-up: a notify is a system call).
+    running: (Mutex<Slots>, Condvar),
     max_running: usize,
     /// The clock of `Activity::waiting_since_ms`.
     started: Instant,
@@ -132,7 +133,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
             mi,
-            running: (Mutex::new(0), Condvar::new()),
+            running: (Mutex::new(Slots::default()), Condvar::new()),
             max_running: config.threads.max(1),
             started: Instant::now(),
         });
@@ -445,13 +446,15 @@ fn run_mi(
     authorization: Option<&str>,
     body: &[u8],
 ) -> Reply {
-    let (count, freed) = &shared.running;
+    let (slots, freed) = &shared.running;
     {
-        let mut n = lock(count);
-        while *n >= shared.max_running {
-            n = freed.wait(n).unwrap_or_else(PoisonError::into_inner);
+        let mut s = lock(slots);
+        while s.running >= shared.max_running {
+            s.waiting += 1;
+            s = freed.wait(s).unwrap_or_else(PoisonError::into_inner);
+            s.waiting -= 1;
         }
-        *n += 1;
+        s.running += 1;
     }
     let reply = catch_unwind(AssertUnwindSafe(|| {
         match shared.endpoint.authorize(authorization) {
@@ -463,7 +466,17 @@ fn run_mi(
         log::error!("mi_http: panic while running an MI request");
         Reply::text(500, "internal error")
     });
-    *lock(count) -= 1;
-    freed.notify_one();
+    let mut s = lock(slots);
+    s.running -= 1;
+    if s.waiting > 0 {
+        freed.notify_one();
+    }
     reply
+}
+
+/// The MI call slots of [`Shared::running`].
+#[derive(Default)]
+struct Slots {
+    running: usize,
+    waiting: usize,
 }

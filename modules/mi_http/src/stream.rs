@@ -176,4 +176,8 @@ impl Source for Stream {
             }
         }
     }
+
+    fn per_read_timeout(&self) -> bool {
+        matches!(self, Stream::Plain(_))
+    }
 }

@@ -2,7 +2,8 @@
 //! subscriber; `Dead` is shared with the latency (15) and memory (17) scenarios.
 
 use super::{
-    accounted, check_flatstore, loop_cfg_ext, loop_stats, rate, settle, SENDING, STALL, TIMEOUT,
+    accounted, check_flatstore, loop_cfg_ext, loop_flatstore, loop_stats, median, per_round, rate,
+    settle, SENDING, STALL, TIMEOUT,
 };
 use crate::daemon::{stat, wait_sinks, Daemon};
 use crate::sinks::LineCounter;
@@ -146,6 +147,55 @@ pub(crate) fn check_dead(
     let failed = stat(&st, &format!("{module}:failed"));
     let dropped = stat(&st, &format!("{module}:dropped"));
     Ok((failed, dropped, n.saturating_sub(failed + dropped)))
+}
+
+/// Scenarios 1 and 4-6 (those selected) in alternating rounds: each round runs the flatstore
+/// loop alone, then beside each dead destination, so each dead row is compared with a baseline
+/// measured minutes, not a whole suite, apart (this VM's rate swings 2x between runs). Each row
+/// is its median round; a dead row's notes give, per round, its rate as a share of the same
+/// round's flatstore-alone rate. Returns (scenario 1's rows, scenario 4-6's rows).
+pub fn flatstore_rounds(o: &Options) -> Result<(Vec<Row>, Vec<Row>), String> {
+    let deads: Vec<Dead> = [Dead::Rabbitmq, Dead::Xmlrpc, Dead::Stream]
+        .into_iter()
+        .filter(|d| o.wants(d.number()))
+        .collect();
+    let mut alone = Vec::new();
+    // One list of rounds per dead row (4 and 4b are two).
+    let mut beside: Vec<Vec<Row>> = Vec::new();
+    for _ in 0..o.rounds.max(1) {
+        if o.wants(1) {
+            alone.extend(loop_flatstore(o)?);
+        }
+        let rows: Vec<Row> = deads
+            .iter()
+            .map(|&d| loop_dead(o, d))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        beside.resize_with(rows.len(), Vec::new);
+        for (k, row) in rows.into_iter().enumerate() {
+            beside[k].push(row);
+        }
+    }
+    let dead_rows = beside
+        .into_iter()
+        .map(|rounds| {
+            let shares = (alone.len() == rounds.len() && rounds.len() > 1)
+                .then(|| per_round(&rounds, &alone));
+            let mut row = median(rounds);
+            if let Some(s) = shares {
+                row.notes += &format!("; per round, share of the flatstore loop alone: {s}");
+            }
+            row
+        })
+        .collect();
+    let alone = if alone.is_empty() {
+        Vec::new()
+    } else {
+        vec![median(alone)]
+    };
+    Ok((alone, dead_rows))
 }
 
 /// 4-6: flatstore with a dead subscriber beside it. Flatstore must get every event; the dead

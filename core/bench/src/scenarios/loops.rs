@@ -1,6 +1,9 @@
 //! Scenarios 1-3: the script loop into flatstore, UDP (with the raw `sendto` baseline), both.
 
-use super::{check_flatstore, check_udp, loop_cfg, loop_stats, lost, rate, settle, STALL, TIMEOUT};
+use super::{
+    check_flatstore, check_udp, loop_cfg, loop_stats, lost, median, per_round, rate, settle, STALL,
+    TIMEOUT,
+};
 use crate::daemon::{wait_sinks, Daemon};
 use crate::sinks::{udp_rcvbuf_errors, LineCounter, Sink, UdpSink};
 use crate::{opensips, Options, Row};
@@ -36,48 +39,29 @@ pub fn loop_flatstore(o: &Options) -> Result<Vec<Row>, String> {
     Ok(vec![row])
 }
 
-/// 2: script loop → one UDP receiver, plus the raw `sendto` and `sendmmsg` rates for the same
-/// payload, in alternating rounds; each row is the round with its median figure.
+/// 2: script loop → one UDP receiver, plus the raw rates of one thread sending the same
+/// payload (`sendto`, `sendmmsg`, `sendmmsg` on a connected socket), in alternating rounds;
+/// each row is the round with its median figure.
 pub fn loop_udp(o: &Options) -> Result<Vec<Row>, String> {
-    let (mut evid, mut raw, mut mmsg) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..o.udp_rounds.max(1) {
+    let mut evid = Vec::new();
+    let mut raw: [Vec<Row>; 3] = Default::default();
+    for _ in 0..o.rounds.max(1) {
         let (row, payload) = loop_udp_once(o)?;
         evid.push(row);
-        raw.push(raw_udp(o.n, &payload, false)?);
-        mmsg.push(raw_udp(o.n, &payload, true)?);
+        for (rows, how) in raw.iter_mut().zip(Raw::ALL) {
+            rows.push(raw_udp(o.n, &payload, how)?);
+        }
     }
-    let ratios: Vec<String> = evid
-        .iter()
-        .zip(&raw)
-        .zip(&mmsg)
-        .map(|((e, r), m)| {
-            format!(
-                "{:.0}% / {:.0}%",
-                100.0 * e.value / r.value.max(1.0),
-                100.0 * e.value / m.value.max(1.0)
-            )
-        })
-        .collect();
-    let mut rows = vec![median(evid), median(raw), median(mmsg)];
-    if o.udp_rounds > 1 {
+    let mut rows = vec![median(evid.clone())];
+    if o.rounds > 1 {
+        let shares: Vec<String> = raw.iter().map(|r| per_round(&evid, r)).collect();
         rows[0].notes += &format!(
-            "; per round, evid against raw sendto / sendmmsg: {}",
-            ratios.join(", ")
+            "; per round, evid against raw sendto: {}; sendmmsg: {}; connected sendmmsg: {}",
+            shares[0], shares[1], shares[2]
         );
     }
+    rows.extend(raw.into_iter().map(median));
     Ok(rows)
-}
-
-/// The row with the median value, its notes listing every round's value.
-fn median(mut rows: Vec<Row>) -> Row {
-    let all: Vec<String> = rows.iter().map(|r| format!("{:.0}", r.value)).collect();
-    rows.sort_by(|a, b| a.value.total_cmp(&b.value));
-    let n = rows.len();
-    let mut row = rows.swap_remove(n / 2);
-    if n > 1 {
-        row.notes = format!("median of {n} rounds ({}); {}", all.join(", "), row.notes);
-    }
-    row
 }
 
 /// One round of scenario 2: evid's row and the payload its receiver got.
@@ -116,19 +100,37 @@ fn loop_udp_once(o: &Options) -> Result<(Row, Vec<u8>), String> {
     Ok((row, payload))
 }
 
-/// The raw rate of one thread sending `payload` to one receiver like scenario 2's: one
-/// `sendto` per datagram (address resolved once), or `sendmmsg` batches of 64 (what
-/// event_datagram does). Both are the ceiling evid's UDP row is compared with.
-fn raw_udp(n: u64, payload: &[u8], batched: bool) -> Result<Row, String> {
+/// How the raw baselines of scenario 2 send.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// One `sendto` per datagram, address resolved once.
+    SendTo,
+    /// `sendmmsg` batches of 64 with the address in each message.
+    Mmsg,
+    /// The same on a connected socket (no address: the kernel keeps the route), as
+    /// event_datagram sends to a busy destination.
+    MmsgConnected,
+}
+
+impl Raw {
+    const ALL: [Raw; 3] = [Raw::SendTo, Raw::Mmsg, Raw::MmsgConnected];
+}
+
+/// The raw rate of one thread sending `payload` to one receiver like scenario 2's: the
+/// ceilings evid's UDP row is compared with.
+fn raw_udp(n: u64, payload: &[u8], how: Raw) -> Result<Row, String> {
     let mut rx = UdpSink::new(1)?;
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let to = std::net::SocketAddr::from(([127, 0, 0, 1], rx.ports[0]));
     let k0 = udp_rcvbuf_errors();
     let t0 = Instant::now();
-    let sent = if batched {
-        send_mmsg(&tx, to, payload, n)
-    } else {
-        (0..n).filter(|_| tx.send_to(payload, to).is_ok()).count() as u64
+    let sent = match how {
+        Raw::SendTo => (0..n).filter(|_| tx.send_to(payload, to).is_ok()).count() as u64,
+        Raw::Mmsg => send_mmsg(&tx, Some(to), payload, n),
+        Raw::MmsgConnected => {
+            tx.connect(to).map_err(|e| e.to_string())?;
+            send_mmsg(&tx, None, payload, n)
+        }
     };
     let sent_at = Instant::now();
     let end = Instant::now() + Duration::from_secs(5);
@@ -137,10 +139,13 @@ fn raw_udp(n: u64, payload: &[u8], batched: bool) -> Result<Row, String> {
     }
     let got = rx.count();
     let last = rx.last().unwrap_or(sent_at);
-    let (id, what) = if batched {
-        ("2/raw-mmsg", "raw sendmmsg ×64, same payload (baseline)")
-    } else {
-        ("2/raw", "raw sendto, same payload (baseline)")
+    let (id, what) = match how {
+        Raw::SendTo => ("2/raw", "raw sendto, same payload (baseline)"),
+        Raw::Mmsg => ("2/raw-mmsg", "raw sendmmsg ×64, same payload (baseline)"),
+        Raw::MmsgConnected => (
+            "2/raw-conn",
+            "raw sendmmsg ×64, connected socket (baseline)",
+        ),
     };
     Ok(Row {
         id: id.into(),
@@ -159,17 +164,24 @@ fn raw_udp(n: u64, payload: &[u8], batched: bool) -> Result<Row, String> {
     })
 }
 
-/// Send `n` copies of `payload` to `to` with `sendmmsg`, 64 per call; returns how many went.
-fn send_mmsg(tx: &std::net::UdpSocket, to: std::net::SocketAddr, payload: &[u8], n: u64) -> u64 {
+/// Send `n` copies of `payload` with `sendmmsg`, 64 per call, to `to` (`None`: the socket is
+/// connected); returns how many went.
+fn send_mmsg(
+    tx: &std::net::UdpSocket,
+    to: Option<std::net::SocketAddr>,
+    payload: &[u8],
+    n: u64,
+) -> u64 {
     use std::os::fd::AsRawFd;
-    let std::net::SocketAddr::V4(v4) = to else {
-        return 0;
-    };
     // SAFETY: a zeroed sockaddr_in is valid; the fields are set below.
     let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    addr.sin_family = libc::AF_INET as libc::sa_family_t;
-    addr.sin_port = v4.port().to_be();
-    addr.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+    if let Some(std::net::SocketAddr::V4(v4)) = to {
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_port = v4.port().to_be();
+        addr.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+    } else if to.is_some() {
+        return 0;
+    }
     let mut iov = libc::iovec {
         iov_base: payload.as_ptr() as *mut libc::c_void,
         iov_len: payload.len(),
@@ -178,8 +190,10 @@ fn send_mmsg(tx: &std::net::UdpSocket, to: std::net::SocketAddr, payload: &[u8],
     let mut msgs: Vec<libc::mmsghdr> = (0..64)
         .map(|_| {
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_name = &mut addr as *mut _ as *mut libc::c_void;
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if to.is_some() {
+                m.msg_hdr.msg_name = &mut addr as *mut _ as *mut libc::c_void;
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            }
             m.msg_hdr.msg_iov = &mut iov;
             m.msg_hdr.msg_iovlen = 1;
             m

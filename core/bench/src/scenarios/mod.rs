@@ -10,7 +10,7 @@ mod mi;
 mod rabbitmq;
 mod transports;
 
-pub use dead::{loop_dead, Dead};
+pub use dead::{flatstore_rounds, Dead};
 pub use latency::{dead_latency, scaling};
 pub use loops::{loop_flatstore, loop_flatstore_udp, loop_udp};
 pub use memory::{dead_memory, idle_memory, load_memory, startup, DEAD_BOUND_MB};
@@ -19,6 +19,7 @@ pub use rabbitmq::{loop_rabbitmq, require_broker};
 pub use transports::{loop_route, loop_stream, loop_unix, loop_virtual};
 
 use crate::daemon::{stat, Daemon};
+use crate::Row;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -68,6 +69,28 @@ fn loop_cfg_ext(
 "#
     );
     s + tail
+}
+
+/// The row with the median value, its notes listing every round's value.
+fn median(mut rows: Vec<Row>) -> Row {
+    let all: Vec<String> = rows.iter().map(|r| format!("{:.0}", r.value)).collect();
+    rows.sort_by(|a, b| a.value.total_cmp(&b.value));
+    let n = rows.len();
+    let mut row = rows.swap_remove(n / 2);
+    if n > 1 {
+        row.notes = format!("median of {n} rounds ({}); {}", all.join(", "), row.notes);
+    }
+    row
+}
+
+/// Per round, `row`'s value as a percentage of `base`'s (the same round's baseline).
+fn per_round(rows: &[Row], base: &[Row]) -> String {
+    let pct: Vec<String> = rows
+        .iter()
+        .zip(base)
+        .map(|(r, b)| format!("{:.0}%", 100.0 * r.value / b.value.max(1.0)))
+        .collect();
+    pct.join(", ")
 }
 
 fn rate(count: u64, from: Instant, to: Instant) -> f64 {
