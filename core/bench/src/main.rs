@@ -37,7 +37,7 @@ fn main() {
                     .collect()
             }
             "-h" | "--help" => {
-                println!("evid-bench [--quick] [--out DIR] [--only 1,2,9]   (env EVID_BENCH_N, EVID_BENCH_MI_SECS, EVID_BENCH_DEAD_SECS, EVID_BENCH_CLIENT=rust)\nResults go to bench/ for a full run, to target/bench-partial/ for --quick or --only, unless --out DIR.");
+                println!("evid-bench [--quick] [--out DIR] [--only 1,2,9]   (env EVID_BENCH_N, EVID_BENCH_ROUNDS, EVID_BENCH_MI_SECS, EVID_BENCH_DEAD_SECS, EVID_BENCH_CLIENT=rust)\nResults go to bench/ for a full run, to target/bench-partial/ for --quick or --only, unless --out DIR.");
                 return;
             }
             other => {
@@ -65,7 +65,8 @@ fn main() {
         mi_secs: env_u64("EVID_BENCH_MI_SECS").unwrap_or(if quick { 3 } else { 10 }),
         dead_secs: env_u64("EVID_BENCH_DEAD_SECS").unwrap_or(if quick { 15 } else { 60 }),
         startup_runs: if quick { 5 } else { 11 },
-        rounds: if quick { 1 } else { 3 },
+        rounds: env_u64("EVID_BENCH_ROUNDS")
+            .map_or(if quick { 1 } else { 3 }, |r| r.max(1) as usize),
         only,
         verbose: true,
     };
