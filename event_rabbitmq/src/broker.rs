@@ -5,11 +5,20 @@ use crate::buffer::{Buffer, Dropped, Limits, Message, Refused};
 use crate::tls::Domain;
 use crate::uri::BrokerKey;
 use evi_sdk::json::{json, Value};
-use evi_sdk::Delivery;
+use evi_sdk::{Delivery, Host};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
+
+/// How [`Broker::enqueue`] took an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Made {
+    /// There was room.
+    Room,
+    /// The buffer was full: its oldest events were dropped (and reported failed).
+    ByDroppingOldest,
+}
 
 /// Why [`Broker::enqueue`] refused an event.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,6 +114,11 @@ pub struct Broker {
     last_error: Mutex<String>,
     drop_log: Mutex<DropLog>,
     sink: Sink,
+    /// The daemon, for ending the holds of [`Broker::note_hold`]; `None` in unit tests.
+    host: Option<Host>,
+    /// Sockets whose new events the daemon holds while this broker is down (drop-oldest with a
+    /// full buffer): a delivery of each, and the socket's flag to clear when released.
+    holds: Mutex<Vec<(Delivery, Arc<AtomicBool>)>>,
     /// The TLS domain of `key.tls_domain`, resolved when the broker was created.
     pub tls: Option<Domain>,
     /// A handle on the current connection's TCP socket: lapin cannot close a connection whose
@@ -136,6 +150,39 @@ impl Broker {
             last_error: Mutex::new(String::new()),
             drop_log: Mutex::new(DropLog::default()),
             sink,
+            host: None,
+            holds: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Let this broker end the daemon's holds (see [`Broker::note_hold`]).
+    pub fn with_host(mut self, host: Option<Host>) -> Broker {
+        self.host = host;
+        self
+    }
+
+    /// The daemon now holds the new events of the socket of `delivery` (its `flag` set) until
+    /// this broker connects again. Called from `raise`.
+    pub fn note_hold(&self, delivery: Delivery, flag: Arc<AtomicBool>) {
+        self.holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((delivery, flag));
+        // Connected meanwhile: the task may have released before this hold was noted.
+        if self.connected.load(Ordering::SeqCst) {
+            self.release_holds();
+        }
+    }
+
+    /// End every hold: the daemon hands the held events to `raise`, in raise order (they push
+    /// this buffer's oldest out if it is still full, as drop-oldest would have).
+    pub fn release_holds(&self) {
+        let held = std::mem::take(&mut *self.holds.lock().unwrap_or_else(|p| p.into_inner()));
+        for (delivery, flag) in held {
+            flag.store(false, Ordering::SeqCst);
+            if let Some(h) = &self.host {
+                h.release(delivery);
+            }
         }
     }
 
@@ -159,13 +206,16 @@ impl Broker {
     /// Accept an event (module thread). Never waits on the network. `Err` when the buffer
     /// refuses it: larger than the whole buffer, or full under `buffer_full_drop = "newest"`
     /// (counted as dropped).
-    pub fn enqueue(&self, m: Message) -> Result<(), Refusal> {
+    pub fn enqueue(&self, m: Message) -> Result<Made, Refusal> {
         let pushed = self.buffer().push(m);
         match pushed {
             Ok(dropped) => {
-                if !dropped.is_empty() {
+                let made = if dropped.is_empty() {
+                    Made::Room
+                } else {
                     self.dropped(dropped);
-                }
+                    Made::ByDroppingOldest
+                };
                 // Relaxed first: the common case (task busy or waiting on the broker) stays a
                 // plain load. The buffer's mutex orders this after the task's own store.
                 if self.wants_events.load(Ordering::Relaxed)
@@ -173,7 +223,7 @@ impl Broker {
                 {
                     self.wake_task();
                 }
-                Ok(())
+                Ok(made)
             }
             Err(Refused::TooBig(m)) => Err(Refusal::TooBig(m.body.len())),
             Err(Refused::Full(_)) => {

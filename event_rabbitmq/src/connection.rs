@@ -44,8 +44,10 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
             Ok((conn, channel)) => {
                 broker.counters.connects.fetch_add(1, Ordering::Relaxed);
                 broker.clear_error();
-                broker.connected.store(true, Ordering::Release);
+                broker.connected.store(true, Ordering::SeqCst);
                 log::info!("rabbitmq {}: connected", broker.key.label());
+                // Events the daemon held while the broker was down come now (see note_hold).
+                broker.release_holds();
                 let answered = broker.answered();
                 let end = session::run(&broker, &conn, &channel, &cfg, &mut deadline).await;
                 broker.connected.store(false, Ordering::Release);

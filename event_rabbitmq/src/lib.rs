@@ -23,7 +23,7 @@ pub mod uri;
 #[cfg(test)]
 mod tests;
 
-use broker::{Broker, Refusal, Sink};
+use broker::{Broker, Made, Refusal, Sink};
 use buffer::{Limits, Message, Target};
 use config::Config;
 use evi_sdk::json::Value;
@@ -33,7 +33,7 @@ use evi_sdk::{
 };
 use server_id::ServerId;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use uri::{BrokerKey, RabbitUri};
 
@@ -47,6 +47,8 @@ pub struct Socket {
     pub uri: RabbitUri,
     target: Arc<Target>,
     broker: Option<Arc<Broker>>,
+    /// The daemon holds this socket's new events (see [`Broker::note_hold`]).
+    held: Arc<AtomicBool>,
 }
 
 /// The module instance.
@@ -140,6 +142,7 @@ impl EventRabbitmq {
                 body: Arc::from(body),
                 sends: 0,
             })
+            .map(|_| ())
             .map_err(|why| why.to_string())
     }
 
@@ -161,7 +164,8 @@ impl EventRabbitmq {
             .as_ref()
             .and_then(|d| self.tls.get(d))
             .cloned();
-        let b = Arc::new(Broker::new(key.clone(), tls, limits, self.sink.clone()));
+        let b =
+            Arc::new(Broker::new(key.clone(), tls, limits, self.sink.clone()).with_host(self.host));
         let task = connection::run(b.clone(), cfg, self.runtime.handle().clone());
         self.runtime.spawn(task);
         self.brokers.insert(key, (b.clone(), 1));
@@ -281,6 +285,7 @@ impl Transport for EventRabbitmq {
             uri,
             target,
             broker: None,
+            held: Arc::default(),
         })
     }
 
@@ -313,7 +318,28 @@ impl Transport for EventRabbitmq {
             sends: 0,
         });
         match queued {
-            Ok(()) => Ok(Raised::Pending),
+            Ok(made) => {
+                // Full while the broker is unreachable, keeping the newest: every further
+                // event would only push an older one out. The daemon keeps the newest itself
+                // until the broker is back (the same result, without a hand-over per event).
+                if made == Made::ByDroppingOldest
+                    && !broker.connected.load(Ordering::Acquire)
+                    && !socket.held.swap(true, Ordering::AcqRel)
+                {
+                    let held = self.host.is_some_and(|h| {
+                        h.hold(
+                            delivery,
+                            u32::try_from(self.cfg.buffer_events).unwrap_or(u32::MAX),
+                        )
+                    });
+                    if held {
+                        broker.note_hold(delivery, socket.held.clone());
+                    } else {
+                        socket.held.store(false, Ordering::Release);
+                    }
+                }
+                Ok(Raised::Pending)
+            }
             Err(why) => {
                 // A full buffer refusing the newest while the broker is unreachable: the daemon
                 // fails the next events itself instead of building each one for nothing.

@@ -289,6 +289,58 @@ fn broker_outages_lose_nothing_and_never_block_the_raiser() {
     assert!(status(&d, "connects") >= 3, "{}", status_json(&d));
 }
 
+/// Drop-oldest through an outage longer than the buffer: once the buffer is full and the broker
+/// down, the daemon holds the newest events itself; when the broker is back, the newest
+/// `buffer_events` are published and the rest were failed, counted.
+#[test]
+fn an_outage_past_a_full_buffer_delivers_the_newest_events_once_back() {
+    let _lock = support::exclusive();
+    let q = Queue::new("newest", None);
+    let d = start(
+        &[("E_N", format!("127.0.0.1/{}", q.0))],
+        "modparam(\"event_rabbitmq\", \"buffer_events\", 5)\n\
+         modparam(\"event_rabbitmq\", \"reconnect_max\", 500)",
+    );
+    let ev = |i: i64| json!(["E_N", format!(r#"{{"i":{i}}}"#)]);
+    raise(&d, ev(-1));
+    assert!(wait_for(T, || status(&d, "confirmed") == 1));
+    let sub = |field: &str| {
+        d.mi("subscriber_stats", json!(["E_N"]))
+            .map_or(0, |v| v["Subscribers"][0][field].as_u64().unwrap_or(0))
+    };
+    {
+        let _outage = Outage::begin();
+        assert!(wait_for(T, || status(&d, "connected") == 0));
+        for i in 0..40 {
+            raise(&d, ev(i));
+        }
+        assert!(
+            wait_for(T, || sub("held") == 5),
+            "{} held; {}",
+            sub("held"),
+            status_json(&d)
+        );
+        assert_eq!(status(&d, "buffered"), 5, "{}", status_json(&d));
+    }
+    // Back: the 5 held (the newest) push the buffer's 5 out, and are published.
+    assert!(
+        wait_for(Duration::from_secs(60), || sub("delivered") + sub("failed")
+            == 41),
+        "{} delivered, {} failed; {}",
+        sub("delivered"),
+        sub("failed"),
+        status_json(&d)
+    );
+    assert_eq!(sub("held"), 0);
+    // The newest 5, and at most the 5 the buffer held when the broker came back (published
+    // before the held ones pushed them out): the 30 in between were failed, counted.
+    let got = support::get(&q.0, 11, Duration::from_secs(3));
+    let seen = ids_in(&got);
+    assert!((35..40).all(|i| seen.contains_key(&i)), "{seen:?}");
+    assert!(seen.len() <= 10, "{seen:?}");
+    assert!(sub("failed") >= 30, "{}", sub("failed"));
+}
+
 #[test]
 fn a_full_buffer_drops_the_oldest_or_refuses_the_newest_as_configured() {
     // Nothing listens on port 1: the broker is down for the whole test (no lock needed).
@@ -303,24 +355,37 @@ fn a_full_buffer_drops_the_oldest_or_refuses_the_newest_as_configured() {
         for i in 0..20 {
             raise(&d, json!(["E_FULL", format!(r#"{{"i":{i}}}"#)]));
         }
-        let failed = || {
+        let sub = |field: &str| {
             d.mi("subscriber_stats", json!(["E_FULL"]))
-                .map_or(0, |v| v["Subscribers"][0]["failed"].as_u64().unwrap_or(0))
+                .map_or(0, |v| v["Subscribers"][0][field].as_u64().unwrap_or(0))
         };
-        // Every event is accounted for: held by the module, or failed and counted.
+        // Every event is accounted for: in the module's buffer, held by the daemon for it
+        // (oldest: once the buffer is full and the broker down, the daemon keeps the newest 5
+        // itself), or failed and counted.
         assert!(
-            wait_for(T, || failed() == 15),
-            "{policy}: {} failed; {}",
-            failed(),
+            wait_for(T, || sub("failed") + sub("held") == 15),
+            "{policy}: {} failed, {} held; {}",
+            sub("failed"),
+            sub("held"),
             status_json(&d)
         );
         assert_eq!(status(&d, "buffered"), want_buffered, "{policy}");
+        let held = sub("held");
+        if policy == "oldest" {
+            assert!((1..=5).contains(&held), "{policy}: {held} held");
+        } else {
+            assert_eq!(held, 0, "{policy}");
+        }
+        let all = d
+            .mi("get_statistics", json!([["event_rabbitmq:held"]]))
+            .unwrap_or_default();
+        assert_eq!(all["event_rabbitmq:held"], held, "{all}");
         let stats = d
             .mi("subscriber_stats", json!(["E_FULL"]))
             .unwrap_or_default();
         let why = stats["Subscribers"][0]["last_error"].to_string();
         let expected = if policy == "oldest" {
-            "dropped: rabbitmq buffer full"
+            "dropped: "
         } else {
             "the newest event is refused"
         };

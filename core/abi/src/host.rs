@@ -87,6 +87,17 @@ pub struct EviHost {
     /// the host checked the path cannot lead outside. Returns false (nothing written) for
     /// trusted sockets (config file) and outside `parse`. Read `size` before calling.
     pub mi_file_root: unsafe extern "C" fn(ctx: *mut c_void, out: EviWriter) -> bool,
+    /// ABI 1.3. The destination of `delivery`'s subscriber is down, and this transport keeps
+    /// only its newest `max_events` events for it (a full buffer dropping its oldest): until
+    /// released, the host keeps that subscriber's new events itself instead of queueing each
+    /// one to this module, at most the newest `max_events`; each event pushed out of the hold
+    /// fails, counted like a failure the transport reported. `max_events` = 0 releases: the
+    /// held events reach this module in raise order, before any event raised after. The host
+    /// also releases them when the subscription is removed, the module reloaded or the daemon
+    /// stopped. Call it from any thread of this module; it never blocks on the module's thread.
+    /// Each held event costs the host about one raised event's memory (~0.7 KiB for small
+    /// events). Read `size` before calling.
+    pub delivery_hold: unsafe extern "C" fn(ctx: *mut c_void, delivery: u64, max_events: u32),
 }
 
 // SAFETY: every function is documented thread-safe; ctx is an opaque handle.

@@ -56,7 +56,8 @@ pub const EVI_ABI_MAJOR: u32 = 1;
 ///
 /// 1.1: `EviTransport::destinations`, `EviHost::delivery_suspend`.
 /// 1.2: `EviModuleDecl::ext` points at an [`EviModuleExt`]: exported script functions.
-pub const EVI_ABI_MINOR: u32 = 2;
+/// 1.3: `EviHost::delivery_hold`.
+pub const EVI_ABI_MINOR: u32 = 3;
 
 /// The declaration layout hash of each minor of this major (index = minor). A module of minor
 /// `m` must carry `LAYOUT_HASHES[m]`. Past entries are frozen: they are what modules already
@@ -64,13 +65,15 @@ pub const EVI_ABI_MINOR: u32 = 2;
 pub const LAYOUT_HASHES: [u64; EVI_ABI_MINOR as usize + 1] = [
     0x8edc_73b6_6a57_2c33,
     0x6bf1_fa6d_19a2_f51e,
+    0x0f67_abfb_caf3_8925,
     <EviModuleDecl as AbiLayout>::LAYOUT_HASH,
 ];
 
 /// `size_of::<EviModuleDecl>()` of each minor (index = minor); frozen like [`LAYOUT_HASHES`].
-/// (1.0: a 32-byte header plus 22 pointer-sized fields; 1.1 and 1.2 did not grow the
+/// (1.0: a 32-byte header plus 22 pointer-sized fields; 1.1, 1.2 and 1.3 did not grow the
 /// declaration.)
 pub const DECL_SIZES: [usize; EVI_ABI_MINOR as usize + 1] = [
+    32 + 22 * core::mem::size_of::<usize>(),
     32 + 22 * core::mem::size_of::<usize>(),
     32 + 22 * core::mem::size_of::<usize>(),
     core::mem::size_of::<EviModuleDecl>(),

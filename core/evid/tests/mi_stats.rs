@@ -54,7 +54,8 @@ fn deliveries_failures_and_raises_are_counted() {
             "event_datagram:delivered",
             "event_datagram:failed",
             "event_datagram:dropped",
-            "event_datagram:queue_len"
+            "event_datagram:queue_len",
+            "event_datagram:held"
         ]
     );
 

@@ -200,7 +200,7 @@ fn a_new_version_for_another_abi_is_refused_and_the_old_one_keeps_delivering() {
     assert!(err.contains(&so.display().to_string()), "{err}");
     assert!(
         err.starts_with("500 Reload failed: ")
-            && err.contains("module event_flatstore was built for ABI 2.0, this evid speaks ABI 1.2; rebuild the module"),
+            && err.contains("module event_flatstore was built for ABI 2.0, this evid speaks ABI 1.3; rebuild the module"),
         "{err}"
     );
     assert_old_version_delivers(&d, &file);

@@ -18,7 +18,7 @@ fn version_names_the_abi() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.starts_with("evid 0.1.0 (") && text.trim_end().ends_with("abi 1.2"),
+        text.starts_with("evid 0.1.0 (") && text.trim_end().ends_with("abi 1.3"),
         "{text}"
     );
 }
@@ -46,9 +46,9 @@ fn broken_modules_are_refused_before_any_module_code_runs() {
     let cases = [
         ("fixture_no_symbol", "not an evid module (no `evi_module` symbol"),
         ("fixture_bad_magic", "bad magic 0x0bad0bad0bad0bad"),
-        ("fixture_abi_major", "was built for ABI 2.0, this evid speaks ABI 1.2; rebuild the module"),
-        ("fixture_abi_minor", "needs ABI 1.3, newer than this evid's 1.2"),
-        ("fixture_layout", "declares ABI 1.2 but its layout of EviTransport differs from that version's"),
+        ("fixture_abi_major", "was built for ABI 2.0, this evid speaks ABI 1.3; rebuild the module"),
+        ("fixture_abi_minor", "needs ABI 1.4, newer than this evid's 1.3"),
+        ("fixture_layout", "declares ABI 1.3 but its layout of EviTransport differs from that version's"),
         ("fixture_wrong_name", "module declares the name \"event_somebody_else\" but the file is named for \"fixture_wrong_name\""),
     ];
     for (fixture, msg) in cases {
@@ -150,7 +150,7 @@ fn describe_module_reads_the_declaration() {
     for want in [
         "module:    event_flatstore",
         &version,
-        "abi:       1.2",
+        "abi:       1.3",
         "protos:    flatstore:",
         "events:    E_FLATSTORE_ROTATION",
         "  max_open_sockets (int) default 100 range 1..=65535: ",

@@ -1,6 +1,7 @@
 //! The raise path: snapshot → one shared event → one queued job per live subscriber.
 
 use crate::event::{ParamRef, RaisedEvent};
+use crate::hold::Kept;
 use crate::host::Shared;
 use crate::registry::Subscriber;
 use evi_abi::EviStatus;
@@ -75,6 +76,17 @@ impl Shared {
                         sub.module.failed.fetch_add(1, Ordering::Relaxed);
                         out.failed += 1;
                         continue;
+                    }
+                    // Held (its destination is down, its transport keeps the newest): kept
+                    // here, no JSON, no job (see hold.rs).
+                    if sub.stats.hold.is_on() {
+                        if let Kept::Held { pushed_out, first } = sub.stats.hold.keep(&event) {
+                            if pushed_out > 0 {
+                                crate::hold::pushed_out(sub, pushed_out, first);
+                            }
+                            out.queued += 1;
+                            continue;
+                        }
                     }
                     // The payload is built here, once, before any module can see the event:
                     // a module thread's time goes to its I/O (a UDP sender spent ~15% of its

@@ -33,6 +33,7 @@ pub(crate) fn table(ctx: *mut c_void) -> EviHost {
         socket_raise: host_socket_raise,
         delivery_suspend: host_delivery_suspend,
         mi_file_root: host_mi_file_root,
+        delivery_hold: host_delivery_hold,
     }
 }
 
@@ -150,6 +151,16 @@ unsafe extern "C" fn host_delivery_suspend(c: *mut c_void, delivery: u64, millis
         let c = unsafe { ctx(c) };
         if let Some(shared) = c.shared.upgrade() {
             shared.suspend_delivery(delivery, millis);
+        }
+    }));
+}
+
+unsafe extern "C" fn host_delivery_hold(c: *mut c_void, delivery: u64, max_events: u32) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: see `ctx`.
+        let c = unsafe { ctx(c) };
+        if let Some(shared) = c.shared.upgrade() {
+            shared.hold_delivery(delivery, max_events);
         }
     }));
 }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod event;
+mod hold;
 mod host;
 mod host_api;
 pub mod latency;

@@ -43,6 +43,8 @@ pub struct SubscriberStats {
     /// itself: its transport said the destination is down (`delivery_suspend`). 0 = never.
     /// Read by the raiser for every event.
     pub(crate) suspended_until_us: Own<AtomicI64>,
+    /// Events the host keeps for it while its transport holds it (`delivery_hold`).
+    pub(crate) hold: crate::hold::Hold,
     /// Unix second of the last failure log line (failures are logged at most once a second).
     pub(crate) last_logged: AtomicI64,
     /// Unix second of the last drop log line (likewise).

@@ -82,7 +82,13 @@ impl Shared {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            module.replace(lib, subs)?
+            let replaced = module.replace(lib, subs.clone());
+            // Holds were asked by the old instance: the instance now serving (new, or the old
+            // one restarted) gets the held events and decides again.
+            for sub in &subs {
+                crate::hold::release(sub);
+            }
+            replaced?
         };
         self.mi.remove_module_commands(&module);
         for c in &new.mi_cmds {

@@ -97,6 +97,35 @@ impl Host {
         }
     }
 
+    /// The destination of `delivery`'s socket is down and the transport keeps only its newest
+    /// `max_events` events (a full buffer dropping its oldest): until [`Host::release`], the
+    /// daemon keeps the socket's new events itself, at most the newest `max_events`, instead
+    /// of handing each one to [`crate::Transport::raise`]; each one pushed out fails, counted.
+    /// The result equals dropping the oldest, without a hand-over per event while nothing can
+    /// be sent. Returns false on a daemon without it (then keep taking every event).
+    pub fn hold(&self, delivery: crate::Delivery, max_events: u32) -> bool {
+        let api = self.api();
+        let has = api.size
+            >= std::mem::offset_of!(evi_abi::EviHost, delivery_hold) + std::mem::size_of::<usize>();
+        if has && max_events > 0 {
+            // SAFETY: the field exists (checked against the host's size); ctx is this module's.
+            unsafe { (api.delivery_hold)(api.ctx, delivery.0, max_events) }
+        }
+        has && max_events > 0
+    }
+
+    /// End a [`Host::hold`]: the events the daemon kept for `delivery`'s socket reach
+    /// [`crate::Transport::raise`] in raise order, before any newer one. Any thread.
+    pub fn release(&self, delivery: crate::Delivery) {
+        let api = self.api();
+        let has = api.size
+            >= std::mem::offset_of!(evi_abi::EviHost, delivery_hold) + std::mem::size_of::<usize>();
+        if has {
+            // SAFETY: as in `hold`.
+            unsafe { (api.delivery_hold)(api.ctx, delivery.0, 0) }
+        }
+    }
+
     /// Call from [`crate::Transport::parse`]: the directory that the files of the socket being
     /// parsed must stay beneath (an MI subscription under the daemon's `mi_flatstore_dir`), or
     /// `None` for a trusted socket. Open such files with [`crate::fs::open_beneath`], at every

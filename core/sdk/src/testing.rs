@@ -50,6 +50,7 @@ pub struct FakeHost {
     raised: std::sync::Mutex<Vec<RecordedRaise>>,
     statuses: std::sync::Mutex<Vec<(u64, Result<(), String>)>>,
     suspensions: std::sync::Mutex<Vec<(u64, u32)>>,
+    holds: std::sync::Mutex<Vec<(u64, u32)>>,
     logs: std::sync::Mutex<Vec<String>>,
     file_root: std::sync::Mutex<Option<std::path::PathBuf>>,
 }
@@ -88,11 +89,13 @@ impl FakeHost {
                 socket_raise: fake::socket_raise,
                 delivery_suspend: fake::delivery_suspend,
                 mi_file_root: fake::mi_file_root,
+                delivery_hold: fake::delivery_hold,
             },
             mi: Box::new(mi),
             raised: Default::default(),
             statuses: Default::default(),
             suspensions: Default::default(),
+            holds: Default::default(),
             logs: Default::default(),
             file_root: Default::default(),
         }));
@@ -139,6 +142,11 @@ impl FakeHost {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Every `delivery_hold` so far: (delivery, max events; 0 = release).
+    pub fn holds(&self) -> Vec<(u64, u32)> {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Every log line so far.
@@ -216,6 +224,14 @@ mod fake {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((d, millis));
+    }
+
+    pub unsafe extern "C" fn delivery_hold(ctx: *mut c_void, d: u64, max_events: u32) {
+        me(ctx)
+            .holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((d, max_events));
     }
 
     pub unsafe extern "C" fn mi_file_root(ctx: *mut c_void, out: evi_abi::EviWriter) -> bool {

@@ -40,6 +40,7 @@ fn metric(stat: &str) -> (String, Option<(&'static str, String)>) {
             "evid_module_queue_len".into(),
             Some(("module", m.to_string())),
         ),
+        (m, "held") => ("evid_module_held".into(), Some(("module", m.to_string()))),
         (m, n) => (
             format!("evid_module_{}_total", clean(n)),
             Some(("module", m.to_string())),

@@ -122,7 +122,9 @@ pub(crate) fn check_dead(
         held = dead.held(&|m, p| d.mi(m, p));
         let st2 = d.stats()?;
         acc = accounted(&st2, module);
-        queued = stat(&st2, &format!("{module}:queue_len"));
+        // The host queue, and what the host holds for the module while its destination is
+        // down (`delivery_hold`).
+        queued = stat(&st2, &format!("{module}:queue_len")) + stat(&st2, &format!("{module}:held"));
         if accounted(&st, module) == acc && acc + held + queued + SENDING >= n {
             break;
         }
@@ -131,7 +133,7 @@ pub(crate) fn check_dead(
     let st = d.stats()?;
     if acc + held + queued > n || acc + held + queued + SENDING < n {
         return Err(format!(
-            "{what}: {n} raised; the dead {} subscriber accounts for {acc} (delivered+failed+dropped), its module holds {held}, the host queue {queued}: {} events unaccounted\n{}",
+            "{what}: {n} raised; the dead {} subscriber accounts for {acc} (delivered+failed+dropped), its module holds {held}, the host queue and hold {queued}: {} events unaccounted\n{}",
             dead.label(),
             n as i64 - (acc + held + queued) as i64,
             d.log_tail()
@@ -254,7 +256,7 @@ fn loop_dead_with(o: &Options, dead: Dead, params: &str, variant: &str) -> Resul
         delivered: c[0],
         lost_counted: failed + dropped,
         notes: format!(
-            "flatstore lines {}; the dead {} failed {failed}, dropped (host queue full) {dropped}, still held by the module {held} (after 10 s)",
+            "flatstore lines {}; the dead {} failed {failed}, dropped (host queue full) {dropped}, still held (by the module, or by the daemon for it) {held} (after 10 s)",
             c[0],
             dead.label(),
         ),

@@ -10,6 +10,7 @@ use super::{MiError, MiResult, MiTable};
 use crate::host::Shared;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub(crate) fn register(t: &MiTable) {
     t.add_core(
@@ -101,6 +102,18 @@ fn with_all<R>(s: &Shared, f: impl FnOnce(Vec<Stat<'_>>) -> R) -> R {
         out.push(Stat {
             name: format!("{n}:queue_len"),
             value: m.queue_len() as u64,
+            counter: None,
+        });
+        // Kept by the host for its subscribers while their destination is down (hold.rs).
+        let held: usize = events
+            .iter()
+            .flat_map(|e| e.subscribers.load_full().to_vec())
+            .filter(|x| Arc::ptr_eq(&x.module, m))
+            .map(|x| x.stats.hold.len())
+            .sum();
+        out.push(Stat {
+            name: format!("{n}:held"),
+            value: held as u64,
             counter: None,
         });
     }
@@ -211,6 +224,7 @@ fn subscriber_stats(s: &Shared, p: &Map<String, Value>) -> MiResult {
                 "dropped": st.dropped.load(Ordering::Relaxed),
                 "queue_len": st.queued.load(Ordering::Relaxed),
                 "module_queue_len": sub.module.queue_len(),
+                "held": st.hold.len(),
                 "last_error": st.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             }));
         }

@@ -36,6 +36,11 @@ pub(crate) enum Job {
         sub: Arc<Subscriber>,
         member: Option<Box<MemberRaise>>,
     },
+    /// Events the host held for `sub` (see `hold.rs`), released in raise order.
+    Held {
+        events: std::collections::VecDeque<Arc<RaisedEvent>>,
+        sub: Arc<Subscriber>,
+    },
     Call(Box<dyn FnOnce(&Instance) + Send>),
     /// Flush, destroy, end the thread (shutdown; sockets were freed before).
     Stop,
@@ -190,6 +195,21 @@ impl Module {
     /// Queue one raise; never blocks. Returns false (and counts it) when the queue is full.
     pub(crate) fn enqueue_raise(&self, event: Arc<RaisedEvent>, sub: Arc<Subscriber>) -> bool {
         self.enqueue(event, sub, None)
+    }
+
+    /// Queue the events the host held for `sub`, as one job past the queue's bound: their
+    /// number was bounded by the hold, and none may be lost to a queue the release fills.
+    pub(crate) fn enqueue_held(
+        &self,
+        events: std::collections::VecDeque<Arc<RaisedEvent>>,
+        sub: Arc<Subscriber>,
+    ) {
+        let n = events.len() as u64;
+        if let Err(Job::Held { sub, .. }) = self.jobs.send_always(Job::Held { events, sub }) {
+            // The module's thread is gone (stopped): nothing will deliver them.
+            sub.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            self.queue_drops.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Queue a raise that another module made (see `MemberRaise`); never blocks.

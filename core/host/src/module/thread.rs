@@ -160,6 +160,11 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
                     }
                     taken.add(sub);
                 }
+                Job::Held { events, sub } => {
+                    for event in &events {
+                        raise(&inst, event, &sub, None, shared, &mut err);
+                    }
+                }
                 Job::Call(f) => f(&inst),
                 Job::Wake => {}
                 Job::Stop => break 'outer,
