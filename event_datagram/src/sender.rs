@@ -12,7 +12,7 @@ use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header).
@@ -32,6 +32,10 @@ pub const BATCH_BYTES: usize = 64 * 1024;
 /// (+15-30% datagrams/s for one thread with `sendmmsg` on the session-5 VM), at the price of
 /// one `sendmmsg` per busy destination instead of one for all of them.
 pub const CONNECTED_FROM: u32 = 8;
+/// Most connected sockets open at once (all module instances): each is a descriptor.
+const MAX_CONNECTED: usize = 256;
+/// Connected sockets open now.
+static CONNECTED: AtomicUsize = AtomicUsize::new(0);
 
 /// How a send went: see [`Sender::send`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,7 +316,7 @@ impl Sender {
         }
         let msgs = msgs.as_mut_ptr().cast::<libc::mmsghdr>();
         let mut k = 0;
-        // The message already given a second try after ECONNREFUSED (see below).
+        // The message already given a second try after an ICMP error (see below).
         let mut retried = usize::MAX;
         while k < total {
             // MSG_DONTWAIT as well as O_NONBLOCK: the call must not block even if a descriptor's
@@ -357,11 +361,11 @@ impl Sender {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            // A connected UDP socket reports an ICMP "port unreachable" caused by an earlier
-            // datagram on its next send, which the kernel then drops. That earlier datagram was
-            // fire-and-forget like any other; this one gets the chance the shared socket would
-            // have given it.
-            if connected && k != retried && e.raw_os_error() == Some(libc::ECONNREFUSED) {
+            // A connected UDP socket reports an ICMP error caused by an earlier datagram (port
+            // or host unreachable, a smaller path MTU) on its next send, which the kernel then
+            // drops. That earlier datagram was fire-and-forget like any other; this one gets
+            // the chance the shared socket would have given it (a real refusal fails again).
+            if connected && k != retried && e.kind() != io::ErrorKind::WouldBlock {
                 retried = k;
                 continue;
             }
@@ -405,22 +409,34 @@ fn send_now(fd: RawFd, peer: &Peer, payload: &[u8]) -> Result<(), String> {
 }
 
 impl Peer {
-    /// The peer's connected socket, when it is a UDP peer busy enough in this batch (opened
-    /// then, once).
+    /// The peer's connected socket: opened (once) the first time the UDP peer is busy in a
+    /// batch, then used for all its messages, busy or not: switching sockets would make two
+    /// flows of one destination, which hashing on the way (RSS, ECMP) may reorder.
     fn connected_fd(&self) -> Option<RawFd> {
+        if let Some(fd) = self.connected.get() {
+            return fd.as_ref().map(AsRawFd::as_raw_fd);
+        }
         if matches!(self.route, Route::Unix(_))
             || self.in_batch.load(Ordering::Relaxed) < CONNECTED_FROM
         {
             return None;
         }
-        let fd = self.connected.get_or_init(|| match self.connect() {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                log::debug!(
-                    "{}: no connected socket ({e}); the shared one serves it",
-                    self.dest
-                );
-                None
+        let fd = self.connected.get_or_init(|| {
+            // A bound on descriptors: past it the shared socket serves busy peers too.
+            if CONNECTED.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTED {
+                CONNECTED.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+            match self.connect() {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    CONNECTED.fetch_sub(1, Ordering::Relaxed);
+                    log::debug!(
+                        "{}: no connected socket ({e}); the shared one serves it",
+                        self.dest
+                    );
+                    None
+                }
             }
         });
         fd.as_ref().map(AsRawFd::as_raw_fd)
@@ -449,6 +465,14 @@ impl Peer {
             return Err(io::Error::last_os_error());
         }
         Ok(fd)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if matches!(self.connected.get(), Some(Some(_))) {
+            CONNECTED.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -549,6 +549,32 @@ fn a_busy_receiver_that_restarts_gets_every_event_once_back() {
     }
 }
 
+/// Once a destination has its own socket, every later datagram to it leaves from that socket,
+/// busy batch or not: one flow, so nothing on the way can reorder two of them.
+#[test]
+fn a_busy_destination_keeps_one_source_port() {
+    let mut m = module();
+    let (rx, addr) = udp_receiver("127.0.0.1:0").expect("bind");
+    let mut t = m.parse(&format!("udp:{addr}"));
+    let busy = crate::sender::CONNECTED_FROM as usize;
+    let mut seq = 0;
+    for batch in [busy, 1, busy, 2] {
+        for _ in 0..batch {
+            m.queue(&mut t, &numbered(0, seq));
+            seq += 1;
+        }
+        m.m.flush();
+    }
+    let mut buf = [0u8; 256];
+    let mut from = std::collections::BTreeSet::new();
+    for i in 0..seq {
+        let (n, src) = rx.recv_from(&mut buf).expect("datagram");
+        assert_eq!(&buf[..n], numbered(0, i));
+        from.insert(src);
+    }
+    assert_eq!(from.len(), 1, "{from:?}");
+}
+
 #[test]
 fn a_refusal_inside_a_batch_fails_that_event_only() {
     let mut m = module();

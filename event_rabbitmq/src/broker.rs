@@ -127,13 +127,6 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Events the broker has settled so far (confirmed or failed): a session that moves this
-    /// made progress.
-    pub fn answered(&self) -> u64 {
-        self.counters.confirmed.load(Ordering::Relaxed)
-            + self.counters.failed.load(Ordering::Relaxed)
-    }
-
     pub fn new(key: BrokerKey, tls: Option<Domain>, limits: Limits, sink: Sink) -> Broker {
         Broker {
             tls,

@@ -22,6 +22,8 @@ use tokio::time::{sleep, timeout, Instant};
 
 /// Bound on closing a connection and joining lapin's I/O thread.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A session that lasted this long was healthy, confirms or not (an idle broker).
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 
 /// Drive one broker until it is retired and empty, or the module stops.
 pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
@@ -48,7 +50,8 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
                 log::info!("rabbitmq {}: connected", broker.key.label());
                 // Events the daemon held while the broker was down come now (see note_hold).
                 broker.release_holds();
-                let answered = broker.answered();
+                let confirmed = broker.counters.confirmed.load(Ordering::Relaxed);
+                let began = Instant::now();
                 let end = session::run(&broker, &conn, &channel, &cfg, &mut deadline).await;
                 broker.connected.store(false, Ordering::Release);
                 broker.blocked.store(false, Ordering::Release);
@@ -61,14 +64,18 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
                 if let End::Done = end {
                     break;
                 }
-                // A session that broke before the broker answered anything backs off like a
-                // failed connect: whatever breaks it (a broker that closes each new channel)
-                // would otherwise turn into a reconnect storm.
-                if broker.answered() == answered {
-                    pause(&broker, backoff, &mut deadline, &cfg).await;
-                    backoff = cfg.next_backoff(backoff);
-                } else {
+                // A session that got a confirm, or lasted, was healthy: reconnect after the
+                // shortest pause. One that broke soon without a confirm backs off like a failed
+                // connect: whatever breaks it (a broker closing each new channel, an unknown
+                // exchange under steady traffic) would otherwise turn into a reconnect storm.
+                let healthy = broker.counters.confirmed.load(Ordering::Relaxed) > confirmed
+                    || began.elapsed() >= HEALTHY_SESSION;
+                if healthy {
                     backoff = cfg.reconnect_min;
+                }
+                pause(&broker, backoff, &mut deadline, &cfg).await;
+                if !healthy {
+                    backoff = cfg.next_backoff(backoff);
                 }
             }
         }

@@ -326,12 +326,14 @@ impl Transport for EventRabbitmq {
                     && !broker.connected.load(Ordering::Acquire)
                     && !socket.held.swap(true, Ordering::AcqRel)
                 {
-                    let held = self.host.is_some_and(|h| {
-                        h.hold(
-                            delivery,
-                            u32::try_from(self.cfg.buffer_events).unwrap_or(u32::MAX),
-                        )
-                    });
+                    // As many as the buffer holds now (its byte bound may keep it under
+                    // buffer_events), shared by the broker's sockets: the daemon then holds
+                    // about one buffer's worth for the broker, whatever the sockets.
+                    let sockets = self.brokers.get(&broker.key).map_or(1, |(_, n)| *n).max(1);
+                    let max = (broker.buffer().len() / sockets).max(1);
+                    let held = self
+                        .host
+                        .is_some_and(|h| h.hold(delivery, u32::try_from(max).unwrap_or(u32::MAX)));
                     if held {
                         broker.note_hold(delivery, socket.held.clone());
                     } else {

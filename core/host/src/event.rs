@@ -242,6 +242,56 @@ impl RaisedEvent {
     }
 }
 
+/// An event the host keeps while its subscriber's destination is down (`hold.rs`): only what
+/// building it again needs, in exact-size allocations (~0.2 KiB for 3 params, where a
+/// [`RaisedEvent`] takes ~0.7 KiB). Holding the events themselves kept 100,000 of them alive
+/// beside a dead RabbitMQ: +70 MB resident, and the raiser writing every event to cold memory.
+pub struct KeptEvent {
+    id: u32,
+    name: &'static str,
+    raised_at_us: i64,
+    depth: u32,
+    slots: Box<[Slot]>,
+    bytes: Box<[u8]>,
+}
+
+impl RaisedEvent {
+    /// A compact copy to keep (see [`KeptEvent`]).
+    pub fn keep(&self) -> KeptEvent {
+        KeptEvent {
+            id: self.id,
+            name: self.name,
+            raised_at_us: self.raised_at_us,
+            depth: self.depth,
+            slots: self.slots().into(),
+            bytes: self.bytes().into(),
+        }
+    }
+}
+
+impl KeptEvent {
+    /// The event again, as it was raised (same params, raise time and depth).
+    pub fn revive(&self) -> Arc<RaisedEvent> {
+        let at = |(off, len): (u32, u32)| &self.bytes[off as usize..(off + len) as usize];
+        let params: Vec<ParamRef<'_>> = self
+            .slots
+            .iter()
+            .map(|s| ParamRef {
+                // Names were `&str`s: their bytes are UTF-8.
+                name: (s.name.1 > 0)
+                    .then(|| std::str::from_utf8(at(s.name)).ok())
+                    .flatten(),
+                value: match s.kind {
+                    EVI_VALUE_INT => ValueRef::Int(s.int),
+                    EVI_VALUE_STR => ValueRef::Str(at(s.value)),
+                    _ => ValueRef::Null,
+                },
+            })
+            .collect();
+        RaisedEvent::shared(self.id, self.name, &params, self.raised_at_us, self.depth)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +334,27 @@ mod tests {
         check(&ev);
         assert_eq!(ev.len(), 23);
         ev.with_params(|p| assert_eq!(unsafe { p[22].value.str.as_bytes() }, &big[..]));
+    }
+
+    #[test]
+    fn a_kept_event_revives_as_it_was_raised() {
+        let big = vec![b'y'; 300];
+        let small = [
+            ParamRef::named("id", ValueRef::Int(42)),
+            ParamRef::named("user", ValueRef::Str(b"alice")),
+            ParamRef::positional(ValueRef::Null),
+        ];
+        let mut large = small.to_vec();
+        large.push(ParamRef::named("big", ValueRef::Str(&big)));
+        for params in [&small[..], &large[..]] {
+            let ev = RaisedEvent::shared(7, "E_K", params, 1_700_000_000_123_456, 2);
+            let again = ev.keep().revive();
+            check(&again);
+            assert_eq!(
+                (again.id, again.name, again.raised_at_us, again.depth),
+                (7, "E_K", 1_700_000_000_123_456, 2)
+            );
+            assert_eq!(again.json(), ev.json());
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! The result is the same as dropping the oldest: the module's own buffer still holds its
 //! older events, and the held ones push them out when they arrive after the release.
 
-use crate::event::RaisedEvent;
+use crate::event::{KeptEvent, RaisedEvent};
 use crate::registry::{Own, Subscriber};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,9 +30,11 @@ pub(crate) struct Hold {
 #[derive(Default)]
 struct Held {
     max: usize,
-    events: VecDeque<Arc<RaisedEvent>>,
+    events: VecDeque<KeptEvent>,
     /// Whether this hold has pushed an event out yet (the reason is recorded once per hold).
     pushing_out: bool,
+    /// The subscription is being freed: no hold may start again (its events would outlive it).
+    closed: bool,
 }
 
 /// What [`Hold::keep`] did with an event.
@@ -62,6 +64,9 @@ impl Hold {
     /// Returns how many held events a smaller `max` pushed out.
     pub(crate) fn start(&self, max: usize) -> u64 {
         let mut h = self.lock();
+        if h.closed {
+            return 0;
+        }
         h.max = max.max(1);
         let mut out = 0;
         while h.events.len() > h.max {
@@ -83,16 +88,20 @@ impl Hold {
             h.events.pop_front();
             pushed_out += 1;
         }
-        h.events.push_back(Arc::clone(event));
+        h.events.push_back(event.keep());
         let first = pushed_out > 0 && !std::mem::replace(&mut h.pushing_out, true);
         Kept::Held { pushed_out, first }
     }
 
     /// End the hold: `deliver` gets the held events in raise order, under the lock, so that no
-    /// raise can queue a newer event before them.
-    pub(crate) fn release(&self, deliver: impl FnOnce(VecDeque<Arc<RaisedEvent>>)) {
+    /// raise can queue a newer event before them. `close`: for good (the subscription goes).
+    pub(crate) fn release(&self, close: bool, deliver: impl FnOnce(VecDeque<Arc<RaisedEvent>>)) {
         let mut h = self.lock();
-        let events = std::mem::take(&mut h.events);
+        h.closed |= close;
+        let events = std::mem::take(&mut h.events)
+            .iter()
+            .map(KeptEvent::revive)
+            .collect();
         h.pushing_out = false;
         deliver(events);
         self.on.store(false, Ordering::Release);
@@ -158,12 +167,19 @@ pub(crate) fn pushed_out(sub: &Subscriber, n: u64, first: bool) {
 /// Hand `sub`'s held events to its module, in raise order and as one job, before any later
 /// raise; end the hold. A no-op when nothing is held.
 pub(crate) fn release(sub: &Arc<Subscriber>) {
-    if !sub.stats.hold.is_on() {
-        return;
+    if sub.stats.hold.is_on() {
+        sub.stats.hold.release(false, |events| deliver(sub, events));
     }
-    sub.stats.hold.release(|events| {
-        if !events.is_empty() {
-            sub.module.enqueue_held(events, Arc::clone(sub));
-        }
-    });
+}
+
+/// As [`release`], for a subscription being freed: its module may no longer hold it (a hold
+/// started after this, by an event queued before the free, would keep events no one releases).
+pub(crate) fn close(sub: &Arc<Subscriber>) {
+    sub.stats.hold.release(true, |events| deliver(sub, events));
+}
+
+fn deliver(sub: &Arc<Subscriber>, events: VecDeque<Arc<RaisedEvent>>) {
+    if !events.is_empty() {
+        sub.module.enqueue_held(events, Arc::clone(sub));
+    }
 }

@@ -440,7 +440,7 @@ impl Drop for Host {
 /// Release a removed subscriber's socket on its module's thread, after the raises queued before.
 pub(crate) fn free_later(sub: Arc<Subscriber>) {
     // What the host held for it goes first, like every event queued before the free.
-    crate::hold::release(&sub);
+    crate::hold::close(&sub);
     let module = sub.module.clone();
     module.post(move |inst| {
         if !sub.freed.swap(true, Ordering::AcqRel) {

@@ -91,6 +91,8 @@ pub struct Module {
     life: Mutex<Life>,
     /// Raises lost because the queue was full or the module had stopped.
     pub queue_drops: AtomicU64,
+    /// Set by `stop`: its queue is served no more.
+    stopped: std::sync::atomic::AtomicBool,
     /// Deliveries its transports reported done, and failed (all subscribers, ever).
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
@@ -150,6 +152,7 @@ impl Module {
                 thread_id: Some(id),
             }),
             queue_drops: AtomicU64::new(0),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             latency: Default::default(),
@@ -205,8 +208,18 @@ impl Module {
         sub: Arc<Subscriber>,
     ) {
         let n = events.len() as u64;
-        if let Err(Job::Held { sub, .. }) = self.jobs.send_always(Job::Held { events, sub }) {
-            // The module's thread is gone (stopped): nothing will deliver them.
+        // The module keeps a receiver of its own queue: a send succeeds even when no thread
+        // will serve it any more (stopped).
+        let stopped = self.stopped.load(Ordering::Acquire);
+        if stopped
+            || self
+                .jobs
+                .send_always(Job::Held {
+                    events,
+                    sub: sub.clone(),
+                })
+                .is_err()
+        {
             sub.stats.dropped.fetch_add(n, Ordering::Relaxed);
             self.queue_drops.fetch_add(n, Ordering::Relaxed);
         }
@@ -322,6 +335,7 @@ impl Module {
         let Some(t) = self.life().thread.take() else {
             return;
         };
+        self.stopped.store(true, Ordering::Release);
         self.end(t, Job::Stop);
         // Never unloaded (see `Host::shutdown`).
         std::mem::forget(self.life().lib.take());
