@@ -141,7 +141,7 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
         }
     };
     let mut taken = Taken::default();
-    'outer: while let Some(mut job) = rx.recv() {
+    'outer: while let Some(mut job) = next_job(rx) {
         let mut n = 0;
         // Read once per batch: the slow-delivery threshold (None = not timing).
         let slow = shared.upgrade().and_then(|s| s.delivery_threshold());
@@ -193,6 +193,36 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
     outcomes();
     crate::clock::sharing_outcome_time(|| inst.flush());
     inst.destroy();
+}
+
+/// How long a module thread polls its empty queue before it sleeps on it.
+///
+/// Why: a thread that sleeps as soon as its queue is empty must be woken by the raiser's next
+/// event, and the scheduler wakes a thread on the waker's CPU: under a steady stream the module
+/// thread then kept landing on the raiser's core and the two took turns on one CPU while the
+/// other idled. The script loop -> flatstore rate swung between ~0.6M and ~3M events/s from run
+/// to run on a 2-vCPU VM (the slow runs: thousands of futex wake-ups and 13k `sched_yield`s).
+/// Polling a little longer than the gap between two events keeps it off the raiser's core; an
+/// idle module costs one such poll per burst.
+const POLL_BEFORE_SLEEP: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The next job: polled for up to `POLL_BEFORE_SLEEP`, then waited for.
+fn next_job(rx: &evi_queue::Receiver<Job>) -> Option<Job> {
+    if let Ok(job) = rx.try_recv() {
+        return Some(job);
+    }
+    let since = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+            if let Ok(job) = rx.try_recv() {
+                return Some(job);
+            }
+        }
+        if since.elapsed() >= POLL_BEFORE_SLEEP {
+            return rx.recv();
+        }
+    }
 }
 
 /// Jobs taken off the queue whose subscriber's `queued` count is not lowered yet. The raiser
