@@ -143,6 +143,7 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
     let mut taken = Taken::default();
     'outer: while let Some(mut job) = next_job(rx) {
         let mut n = 0;
+        let started = std::time::Instant::now();
         // Read once per batch: the slow-delivery threshold (None = not timing).
         let slow = shared.upgrade().and_then(|s| s.delivery_threshold());
         loop {
@@ -180,9 +181,9 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
             if n == BATCH {
                 break;
             }
-            match rx.try_recv() {
-                Ok(j) => job = j,
-                Err(_) => break,
+            match poll_job(rx, started + MAX_FLUSH_DELAY) {
+                Some(j) => job = j,
+                None => break,
             }
         }
         taken.settle();
@@ -195,23 +196,28 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
     inst.destroy();
 }
 
-/// How long a module thread polls its empty queue before it sleeps on it.
+/// How long a module thread polls its empty queue before it flushes (ending a batch) or sleeps.
 ///
 /// Why: a thread that sleeps as soon as its queue is empty must be woken by the raiser's next
 /// event, and the scheduler wakes a thread on the waker's CPU: under a steady stream the module
 /// thread then kept landing on the raiser's core and the two took turns on one CPU while the
-/// other idled. The script loop -> flatstore rate swung between ~0.6M and ~3M events/s from run
-/// to run on a 2-vCPU VM (the slow runs: thousands of futex wake-ups and 13k `sched_yield`s).
-/// Polling a little longer than the gap between two events keeps it off the raiser's core; an
-/// idle module costs one such poll per burst.
+/// other idled. And a batch that ended at the first empty poll made a module that keeps up
+/// flush (one `write`, one `sendmmsg`) every few events: 70-150k writes per million flatstore
+/// lines in the slow runs, against ~4k when batches fill. Waiting a little longer than the gap
+/// between two events of a stream keeps batches whole and the thread on its own core; an idle
+/// module pays one such poll per burst.
 const POLL_BEFORE_SLEEP: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// The next job: polled for up to `POLL_BEFORE_SLEEP`, then waited for.
-fn next_job(rx: &evi_queue::Receiver<Job>) -> Option<Job> {
+/// The longest a batch gathers before its flush: a steady trickle (one event every < 50 µs)
+/// must not hold events back until `BATCH` of them are in.
+const MAX_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The next job if one comes within `POLL_BEFORE_SLEEP` (and before `until`).
+fn poll_job(rx: &evi_queue::Receiver<Job>, until: std::time::Instant) -> Option<Job> {
     if let Ok(job) = rx.try_recv() {
         return Some(job);
     }
-    let since = std::time::Instant::now();
+    let end = (std::time::Instant::now() + POLL_BEFORE_SLEEP).min(until);
     loop {
         for _ in 0..64 {
             std::hint::spin_loop();
@@ -219,10 +225,16 @@ fn next_job(rx: &evi_queue::Receiver<Job>) -> Option<Job> {
                 return Some(job);
             }
         }
-        if since.elapsed() >= POLL_BEFORE_SLEEP {
-            return rx.recv();
+        if std::time::Instant::now() >= end {
+            return None;
         }
     }
+}
+
+/// The next job: polled for, then waited for.
+fn next_job(rx: &evi_queue::Receiver<Job>) -> Option<Job> {
+    let far = std::time::Instant::now() + POLL_BEFORE_SLEEP;
+    poll_job(rx, far).or_else(|| rx.recv())
 }
 
 /// Jobs taken off the queue whose subscriber's `queued` count is not lowered yet. The raiser
