@@ -131,19 +131,23 @@ pub(crate) fn record(sub: &Subscriber, st: EviStatus, err: &[u8]) {
                         w => w.into_owned(),
                     });
                 }
-                let now = crate::clock::unix_now();
-                if sub.stats.last_logged.swap(now, Ordering::Relaxed) != now {
-                    let n = sub.stats.failed.load(Ordering::Relaxed) + 1;
-                    let why = last.as_deref().unwrap_or_default();
-                    log::warn!(
-                        "delivery to {} failed ({n} failures so far): {why}",
-                        sub.socket
-                    );
-                }
+                let n = sub.stats.failed.load(Ordering::Relaxed) + 1;
+                warn_failures(sub, n, last.as_deref().unwrap_or_default());
             }
             sub.module.failed.fetch_add(1, Ordering::Relaxed);
             sub.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Log `sub`'s failures (`n` so far, the latest because of `why`), at most once a second.
+pub(crate) fn warn_failures(sub: &Subscriber, n: u64, why: &str) {
+    let now = crate::clock::unix_now();
+    if sub.stats.last_logged.swap(now, Ordering::Relaxed) != now {
+        log::warn!(
+            "delivery to {} failed ({n} failures so far): {why}",
+            sub.socket
+        );
     }
 }
 

@@ -153,14 +153,7 @@ pub(crate) fn pushed_out(sub: &Subscriber, n: u64, first: bool) {
             .unwrap_or_else(|p| p.into_inner()) = Some(PUSHED_OUT.to_string());
     }
     if first || before / 1024 != (before + n) / 1024 {
-        let now = crate::clock::unix_now();
-        if sub.stats.last_logged.swap(now, Ordering::Relaxed) != now {
-            log::warn!(
-                "delivery to {} failed ({} failures so far): {PUSHED_OUT}",
-                sub.socket,
-                before + n
-            );
-        }
+        crate::dispatch::warn_failures(sub, before + n, PUSHED_OUT);
     }
 }
 

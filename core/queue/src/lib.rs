@@ -133,29 +133,32 @@ impl<T> Sender<T> {
     }
 
     fn send_until(&self, msg: T, deadline: Option<Instant>) -> Result<(), T> {
-        let mut msg = match self.try_send(msg) {
+        let msg = match self.try_send(msg) {
             Ok(()) => return Ok(()),
             Err(m) => m,
         };
-        // Poll for room a little before sleeping (see `POLL_BEFORE_SLEEP`).
-        let since = Instant::now();
-        let poll_until = deadline.map_or(since + POLL_BEFORE_SLEEP, |d| {
-            d.min(since + POLL_BEFORE_SLEEP)
-        });
-        loop {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-                if self.count.queued.load(Ordering::Relaxed) < self.cap {
-                    msg = match self.try_send(msg) {
-                        Ok(()) => return Ok(()),
-                        Err(m) => m,
-                    };
+        // Poll for room a little before sleeping (see `POLL_BEFORE_SLEEP`). The message leaves
+        // `slot` only for a send that succeeded; a queue with no receiver left ends the poll.
+        let poll_end = Instant::now() + POLL_BEFORE_SLEEP;
+        let mut slot = Some(msg);
+        spin_until(deadline.map_or(poll_end, |d| d.min(poll_end)), || {
+            if self.count.receivers.load(Ordering::Relaxed) == 0 {
+                return Some(());
+            }
+            if self.count.queued.load(Ordering::Relaxed) >= self.cap {
+                return None;
+            }
+            match self.try_send(slot.take()?) {
+                Ok(()) => Some(()),
+                Err(m) => {
+                    slot = Some(m);
+                    None
                 }
             }
-            if Instant::now() >= poll_until || self.count.receivers.load(Ordering::Relaxed) == 0 {
-                break;
-            }
-        }
+        });
+        let Some(mut msg) = slot else {
+            return Ok(());
+        };
         let c = &self.count;
         c.waiting.fetch_add(1, Ordering::SeqCst);
         let mut guard = c.room.lock().unwrap_or_else(|p| p.into_inner());
@@ -221,6 +224,12 @@ impl<T> Receiver<T> {
         Some(m)
     }
 
+    /// The next message if one comes before `until`, polling (never sleeping): for a consumer
+    /// that would rather spin a few µs than be woken (see `POLL_BEFORE_SLEEP`).
+    pub fn poll_until(&self, until: Instant) -> Option<T> {
+        spin_until(until, || self.try_recv().ok())
+    }
+
     /// The next message if one is queued.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let m = self.rx.try_recv()?;
@@ -246,6 +255,22 @@ impl<T> Receiver<T> {
         if (room == c.wake_at || before == 1) && c.waiting.load(Ordering::SeqCst) > 0 {
             let _g = c.room.lock().unwrap_or_else(|p| p.into_inner());
             c.freed.notify_all();
+        }
+    }
+}
+
+/// Call `f` until it answers or `until` passes (checked every 64 calls: a clock read costs more
+/// than a poll), with a spin hint between calls. At least one round of calls is made.
+fn spin_until<R>(until: Instant, mut f: impl FnMut() -> Option<R>) -> Option<R> {
+    loop {
+        for _ in 0..64 {
+            if let Some(r) = f() {
+                return Some(r);
+            }
+            std::hint::spin_loop();
+        }
+        if Instant::now() >= until {
+            return None;
         }
     }
 }

@@ -52,9 +52,9 @@ pub fn loop_udp(o: &Options) -> Result<Vec<Row>, String> {
             rows.push(raw_udp(o.n, &payload, how)?);
         }
     }
-    let mut rows = vec![median(evid.clone())];
+    let shares: Vec<String> = raw.iter().map(|r| per_round(&evid, r)).collect();
+    let mut rows = vec![median(evid)];
     if o.rounds > 1 {
-        let shares: Vec<String> = raw.iter().map(|r| per_round(&evid, r)).collect();
         rows[0].notes += &format!(
             "; per round, evid against raw sendto: {}; sendmmsg: {}; connected sendmmsg: {}",
             shares[0], shares[1], shares[2]

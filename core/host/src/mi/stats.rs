@@ -107,9 +107,14 @@ fn with_all<R>(s: &Shared, f: impl FnOnce(Vec<Stat<'_>>) -> R) -> R {
         // Kept by the host for its subscribers while their destination is down (hold.rs).
         let held: usize = events
             .iter()
-            .flat_map(|e| e.subscribers.load_full().to_vec())
-            .filter(|x| Arc::ptr_eq(&x.module, m))
-            .map(|x| x.stats.hold.len())
+            .map(|e| {
+                e.subscribers
+                    .load()
+                    .iter()
+                    .filter(|x| Arc::ptr_eq(&x.module, m))
+                    .map(|x| x.stats.hold.len())
+                    .sum::<usize>()
+            })
             .sum();
         out.push(Stat {
             name: format!("{n}:held"),

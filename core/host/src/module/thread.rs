@@ -214,27 +214,14 @@ const MAX_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(1)
 
 /// The next job if one comes within `POLL_BEFORE_SLEEP` (and before `until`).
 fn poll_job(rx: &evi_queue::Receiver<Job>, until: std::time::Instant) -> Option<Job> {
-    if let Ok(job) = rx.try_recv() {
-        return Some(job);
-    }
-    let end = (std::time::Instant::now() + POLL_BEFORE_SLEEP).min(until);
-    loop {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-            if let Ok(job) = rx.try_recv() {
-                return Some(job);
-            }
-        }
-        if std::time::Instant::now() >= end {
-            return None;
-        }
-    }
+    rx.try_recv()
+        .ok()
+        .or_else(|| rx.poll_until((std::time::Instant::now() + POLL_BEFORE_SLEEP).min(until)))
 }
 
 /// The next job: polled for, then waited for.
 fn next_job(rx: &evi_queue::Receiver<Job>) -> Option<Job> {
-    let far = std::time::Instant::now() + POLL_BEFORE_SLEEP;
-    poll_job(rx, far).or_else(|| rx.recv())
+    poll_job(rx, std::time::Instant::now() + POLL_BEFORE_SLEEP).or_else(|| rx.recv())
 }
 
 /// Jobs taken off the queue whose subscriber's `queued` count is not lowered yet. The raiser
