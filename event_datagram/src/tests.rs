@@ -808,3 +808,15 @@ fn throughput_udp() {
         counts[1]
     );
 }
+
+#[test]
+fn readme_matches_the_export_table() {
+    extern "C" {
+        /// Written by `export_module!` in lib.rs; linked into this test binary.
+        static evi_module: evi_sdk::abi::EviModuleDecl;
+    }
+    // SAFETY: immutable static data defined in this crate.
+    let decl = unsafe { &*std::ptr::addr_of!(evi_module) };
+    evi_sdk::testing::check_readme(decl, include_str!("../README.md"))
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -8,13 +8,13 @@
 //! Layout: [`uri`] parses sockets, [`config`] reads modparams, [`buffer`] holds unconfirmed
 //! events, [`broker`] is the state shared with the runtime, [`connection`] is the broker task
 //! (connect, reconnect), [`session`] publishes and collects confirms on one connection,
-//! [`runtime`] owns the module's thread; this file declares the module and forwards SDK calls.
+//! the SDK's [`Runtime`] owns the module's thread; this file declares the module and forwards SDK
+//! calls.
 
 pub mod broker;
 pub mod buffer;
 pub mod config;
 pub mod connection;
-pub mod runtime;
 pub mod server_id;
 pub mod session;
 pub mod tls;
@@ -27,6 +27,7 @@ use broker::{Broker, Made, Refusal, Sink};
 use buffer::{Limits, Message, Target};
 use config::Config;
 use evi_sdk::json::Value;
+use evi_sdk::runtime::Runtime;
 use evi_sdk::{
     export_module, param, Delivery, Event, Host, MiError, MiParams, MiResult, Module, Params,
     Raised, Transport,
@@ -58,7 +59,7 @@ pub struct EventRabbitmq {
     host: Option<Host>,
     tls: tls::Domains,
     sink: Sink,
-    runtime: runtime::Runtime,
+    runtime: Runtime,
     /// Live brokers and how many sockets use each.
     brokers: BTreeMap<BrokerKey, (Arc<Broker>, usize)>,
     /// Brokers without sockets whose task is still sending what they buffered.
@@ -76,7 +77,7 @@ impl EventRabbitmq {
             tls,
             servers: BTreeMap::new(),
             sink,
-            runtime: runtime::Runtime::start()?,
+            runtime: Runtime::start("rabbitmq")?,
             brokers: BTreeMap::new(),
             retired: Vec::new(),
         })

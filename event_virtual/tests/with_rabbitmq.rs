@@ -157,3 +157,38 @@ fn parallel_rabbitmq_flatstore_udp_and_the_broker_down() {
     );
     assert!(member(&d, 0, "late_delivered") >= 50, "{}", stats(&d));
 }
+
+/// The broker itself refuses the member's publishes (an exchange that does not exist closes the
+/// channel with NOT_FOUND): event_rabbitmq reports each one failed, and FAILOVER moves it to the
+/// file at once, well before `member_timeout` (set high here so a timeout cannot be what moved it).
+#[test]
+fn failover_from_a_rabbitmq_member_the_broker_refuses_to_a_file() {
+    let _lock = support::shared();
+    let key = support::unique("key");
+    let d = Daemon::start(&format!(
+        "{}startup_route {{ subscribe_event(\"E_V\", \"virtual:FAILOVER rabbitmq:127.0.0.1/exchange={key}-missing?{key} flatstore:{{dir}}/nx.log\"); }}",
+        MODULES.replace("\"member_timeout\", 1000", "\"member_timeout\", 60000")
+    ));
+    let file = d.dir.join("nx.log");
+    let all: Vec<i64> = (0..20).collect();
+    for &i in &all {
+        raise(&d, i);
+    }
+    assert!(wait_for(T, || ids_in_file(&file) == all), "{}", stats(&d));
+    common::wait_settled(&d, 20);
+    assert_eq!(group(&d, "delivered"), 20, "{}", stats(&d));
+    assert_eq!(group(&d, "failed"), 0, "{}", stats(&d));
+    assert_eq!(member(&d, 0, "delivered"), 0, "{}", stats(&d));
+    assert!(member(&d, 0, "failed") >= 1, "{}", stats(&d));
+    assert_eq!(member(&d, 0, "timeouts"), 0, "{}", stats(&d));
+    // The first refusal moves every event then in flight on the member, in raise order.
+    assert!(member(&d, 0, "failed_over") >= 1, "{}", stats(&d));
+    assert_eq!(member(&d, 1, "delivered"), 20, "{}", stats(&d));
+    assert!(
+        stats(&d)[0]["members"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("NOT_FOUND")),
+        "{}",
+        stats(&d)
+    );
+}

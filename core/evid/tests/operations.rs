@@ -1,8 +1,9 @@
 //! Running evid as a service: systemd readiness, log level at run time.
 
-use evi_testkit::{wait_for, Daemon, TempDir};
+use evi_testkit::{evid_bin, wait_for, Daemon, TempDir};
 use serde_json::json;
 use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[test]
@@ -108,4 +109,146 @@ fn logs_can_be_json_lines() {
                 .is_some_and(|m| m.contains("started with"))),
         "{log}"
     );
+}
+
+#[test]
+fn logs_are_human_lines_by_default() {
+    let mut d = Daemon::start("");
+    let (status, log) = d.stop();
+    assert!(status.success());
+    // `2026-11-27T01:02:03.456Z INFO  [core] evid ... started with ...`
+    let started = log
+        .lines()
+        .find(|l| l.contains("started with"))
+        .unwrap_or_else(|| panic!("no start line:\n{log}"));
+    let (time, rest) = started.split_at(24);
+    assert!(
+        time.starts_with("20") && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{started}"
+    );
+    assert!(rest.starts_with(" INFO  [core] "), "{started}");
+}
+
+/// `scripts/evid.service` as systemd would run it, with this build's binary and a test config in
+/// place of the installed paths: systemd reads it without a complaint (where `systemd-analyze`
+/// is installed), `ExecStartPre` checks the config, `ExecStart` tells readiness, `ExecReload`
+/// reopens the files, and `KillSignal` stops it cleanly.
+#[test]
+fn the_systemd_unit_runs_evid_as_written() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/evid.service"
+    ))
+    .unwrap_or_else(|e| panic!("scripts/evid.service: {e}"));
+    let dir = TempDir::new("unit");
+    let (cfg, events, moved) = (
+        dir.join("evid.cfg"),
+        dir.join("events.log"),
+        dir.join("events.log.1"),
+    );
+    let port = evi_testkit::free_port();
+    let text = format!(
+        "loadmodule \"mi_http.so\"\nmodparam(\"mi_http\", \"port\", {port})\n\
+         loadmodule \"event_flatstore.so\"\n\
+         startup_route {{ subscribe_event(\"E_UNIT\", \"flatstore:{}\"); }}\n",
+        events.display()
+    );
+    std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
+    let unit = unit
+        .replace(
+            "/usr/local/lib/evid/evid",
+            &evid_bin().display().to_string(),
+        )
+        .replace("/etc/evid/evid.cfg", &cfg.display().to_string());
+    let unit_file = dir.join("evid.service");
+    std::fs::write(&unit_file, &unit).unwrap_or_else(|e| panic!("{e}"));
+    let key = |k: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {k}= in the unit"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(key("Type"), ["notify"]);
+    assert_eq!(key("KillSignal"), ["SIGTERM"]);
+
+    match Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit_file)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "systemd-analyze verify:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("systemd-analyze not run ({e}): the unit's syntax is not checked"),
+    }
+
+    let run = |argv: &[&str]| {
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    };
+    let pre = run(&key("ExecStartPre"));
+    assert!(pre.status.success(), "ExecStartPre: {pre:?}");
+
+    let notify = UnixDatagram::bind(dir.join("notify.sock")).unwrap_or_else(|e| panic!("{e}"));
+    let _ = notify.set_read_timeout(Some(Duration::from_secs(20)));
+    let start = key("ExecStart");
+    let mut evid = Command::new(start[0])
+        .args(&start[1..])
+        .env("NOTIFY_SOCKET", dir.join("notify.sock"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("ExecStart: {e}"));
+    let pid = evid.id().to_string();
+    let mut buf = [0u8; 256];
+    let n = notify
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no READY from ExecStart: {e}"));
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..n]),
+        format!("READY=1\nMAINPID={pid}")
+    );
+
+    let mi = format!("http://127.0.0.1:{port}/mi");
+    let raise = |n: i64| {
+        evid::mi_client::call(
+            &mi,
+            "raise_event",
+            json!(["E_UNIT", { "n": n }]),
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let holds = |path: &std::path::Path, line: &str| {
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(path).is_ok_and(|t| t == format!("E_UNIT,{line}\n"))
+        })
+    };
+    raise(1);
+    assert!(holds(&events, "1"));
+    // logrotate renames the file, then runs ExecReload.
+    std::fs::rename(&events, &moved).unwrap_or_else(|e| panic!("{e}"));
+    let reload: Vec<String> = key("ExecReload")
+        .iter()
+        .map(|a| a.replace("$MAINPID", &pid))
+        .collect();
+    let reload: Vec<&str> = reload.iter().map(String::as_str).collect();
+    assert!(run(&reload).status.success(), "ExecReload {reload:?}");
+    raise(2);
+    assert!(holds(&events, "2"), "no new file after ExecReload");
+    assert!(holds(&moved, "1"));
+
+    assert!(run(&["/bin/kill", "-TERM", &pid]).status.success());
+    let n = notify
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no STOPPING: {e}"));
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let status = evid.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "{status:?}");
 }

@@ -136,6 +136,8 @@ mod host;
 mod mi;
 mod module;
 pub mod params;
+#[cfg(feature = "tokio")]
+pub mod runtime;
 #[doc(hidden)]
 pub mod shim;
 pub mod stop;

@@ -376,23 +376,27 @@ pub fn readme_param_rows(decl: &evi_abi::EviModuleDecl) -> Vec<String> {
         .collect()
 }
 
-/// Check that `readme`'s `## Params` (or `## Modparams`) table is exactly [`readme_param_rows`] and that every MI
-/// command has a row; the error shows what differs.
+/// Check that `readme`'s `## Params` (or `## Modparams`) table is exactly [`readme_param_rows`]
+/// (a module without params says "None."), and that every MI command has a row; the error shows
+/// what differs.
 pub fn check_readme(decl: &evi_abi::EviModuleDecl, readme: &str) -> Result<(), String> {
     let section = if readme.contains("## Params") {
         "## Params"
     } else {
         "## Modparams"
     };
-    let rows: Vec<&str> = readme
+    let body = readme
         .split(section)
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .collect();
+        .unwrap_or_default();
+    let rows: Vec<&str> = body.lines().filter(|l| l.starts_with("| `")).collect();
     let want = readme_param_rows(decl);
+    if want.is_empty() && !body.trim_start().starts_with("None") {
+        return Err(format!(
+            "README {section} should say \"None.\": the module declares no params"
+        ));
+    }
     if rows != want {
         return Err(format!(
             "README params table:\n{}\nexpected:\n{}",
