@@ -105,6 +105,9 @@ pub struct Broker {
     wants_events: AtomicBool,
     pub counters: Counters,
     pub connected: AtomicBool,
+    /// The last connect attempt failed (cleared by the next that succeeds): new events are
+    /// held by the daemon from then on (see [`Broker::note_hold`]).
+    pub unreachable: AtomicBool,
     /// The broker has blocked the connection (resource alarm): publishes wait in lapin.
     pub blocked: AtomicBool,
     /// No socket uses this broker any more: finish the buffer, then close.
@@ -116,8 +119,8 @@ pub struct Broker {
     sink: Sink,
     /// The daemon, for ending the holds of [`Broker::note_hold`]; `None` in unit tests.
     host: Option<Host>,
-    /// Sockets whose new events the daemon holds while this broker is down (drop-oldest with a
-    /// full buffer): a delivery of each, and the socket's flag to clear when released.
+    /// Sockets whose new events the daemon holds while this broker is unreachable (drop-oldest
+    /// buffers only): a delivery of each, and the socket's flag to clear when released.
     holds: Mutex<Vec<(Delivery, Arc<AtomicBool>)>>,
     /// The TLS domain of `key.tls_domain`, resolved when the broker was created.
     pub tls: Option<Domain>,
@@ -137,6 +140,7 @@ impl Broker {
             wants_events: AtomicBool::new(false),
             counters: Counters::default(),
             connected: AtomicBool::new(false),
+            unreachable: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             stopping: AtomicBool::new(false),

@@ -107,6 +107,13 @@ impl Buffer {
         }
     }
 
+    /// How many events of `body_len` bytes a full buffer keeps (its newest), when it drops
+    /// the oldest to make room; `None` when it refuses the newest instead.
+    pub fn newest_kept(&self, body_len: usize) -> Option<usize> {
+        (self.limits.full_drop == FullDrop::Oldest)
+            .then(|| self.limits.events.min(self.limits.bytes / body_len.max(1)))
+    }
+
     /// Accept `m`, dropping the oldest events to make room (`FullDrop::Oldest`); returns the
     /// dropped ones (each must get a failed delivery status). `Err` when `m` alone exceeds the
     /// byte limit, or when the buffer is full and `FullDrop::Newest` refuses it.

@@ -40,6 +40,7 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
                     .connect_failures
                     .fetch_add(1, Ordering::Relaxed);
                 broker.set_error(&format!("cannot connect: {e}"));
+                broker.unreachable.store(true, Ordering::Release);
                 pause(&broker, backoff, &mut deadline, &cfg).await;
                 backoff = cfg.next_backoff(backoff);
             }
@@ -47,6 +48,7 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
                 broker.counters.connects.fetch_add(1, Ordering::Relaxed);
                 broker.clear_error();
                 broker.connected.store(true, Ordering::SeqCst);
+                broker.unreachable.store(false, Ordering::Release);
                 log::info!("rabbitmq {}: connected", broker.key.label());
                 // Events the daemon held while the broker was down come now (see note_hold).
                 broker.release_holds();

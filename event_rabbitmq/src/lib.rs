@@ -320,18 +320,23 @@ impl Transport for EventRabbitmq {
         });
         match queued {
             Ok(made) => {
-                // Full while the broker is unreachable, keeping the newest: every further
-                // event would only push an older one out. The daemon keeps the newest itself
-                // until the broker is back (the same result, without a hand-over per event).
-                if made == Made::ByDroppingOldest
-                    && !broker.connected.load(Ordering::Acquire)
-                    && !socket.held.swap(true, Ordering::AcqRel)
-                {
-                    // As many as the buffer holds now (its byte bound may keep it under
-                    // buffer_events), shared by the broker's sockets: the daemon then holds
-                    // about one buffer's worth for the broker, whatever the sockets.
+                // The broker unreachable (its last connect failed, or the buffer is full while
+                // it is not connected), the buffer keeping the newest: every further event
+                // would only wait in the buffer and push an older one out. The daemon keeps the
+                // newest itself until the broker is back: the same result, without a hand-over
+                // to this thread, a JSON body and a copy per event.
+                let down = broker.unreachable.load(Ordering::Acquire)
+                    || (made == Made::ByDroppingOldest
+                        && !broker.connected.load(Ordering::Acquire));
+                let kept = if down && !socket.held.load(Ordering::Acquire) {
+                    broker.buffer().newest_kept(event.json().len())
+                } else {
+                    None
+                };
+                if let Some(kept) = kept.filter(|_| !socket.held.swap(true, Ordering::AcqRel)) {
+                    // About one buffer's worth for the broker, whatever its sockets.
                     let sockets = self.brokers.get(&broker.key).map_or(1, |(_, n)| *n).max(1);
-                    let max = (broker.buffer().len() / sockets).max(1);
+                    let max = (kept / sockets).max(1);
                     let held = self
                         .host
                         .is_some_and(|h| h.hold(delivery, u32::try_from(max).unwrap_or(u32::MAX)));

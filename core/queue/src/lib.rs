@@ -19,8 +19,9 @@
 //! ```
 
 use crossbeam_channel as cb;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 pub use cb::{RecvTimeoutError, TryRecvError};
@@ -51,6 +52,12 @@ struct Count {
     receivers: AtomicUsize,
     room: Mutex<()>,
     freed: Condvar,
+    /// A receiver is in [`Receiver::doze`]; [`Sender::wake`] unparks `dozer`.
+    dozing: AtomicBool,
+    /// Set by [`Sender::wake`]: a doze that starts after it returns at once.
+    urgent: AtomicBool,
+    /// The thread that dozes (set by each doze; a reload starts a new thread on the same queue).
+    dozer: Mutex<Option<Thread>>,
 }
 
 /// The sending side. Clone it for more producers.
@@ -98,6 +105,9 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
         receivers: AtomicUsize::new(1),
         room: Mutex::new(()),
         freed: Condvar::new(),
+        dozing: AtomicBool::new(false),
+        urgent: AtomicBool::new(false),
+        dozer: Mutex::new(None),
     });
     (
         Sender {
@@ -137,6 +147,8 @@ impl<T> Sender<T> {
             Ok(()) => return Ok(()),
             Err(m) => m,
         };
+        // A dozing receiver would leave the queue full until its doze ends.
+        self.wake();
         // Poll for room a little before sleeping (see `POLL_BEFORE_SLEEP`). The message leaves
         // `slot` only for a send that succeeded; a queue with no receiver left ends the poll.
         let poll_end = Instant::now() + POLL_BEFORE_SLEEP;
@@ -192,13 +204,28 @@ impl<T> Sender<T> {
     }
 
     /// Queue `msg` whatever the count (stop and retire messages must get through a full
-    /// queue). `Err` only if every receiver is gone.
+    /// queue), and [`wake`](Self::wake) a dozing receiver. `Err` only if every receiver is gone.
     pub fn send_always(&self, msg: T) -> Result<(), T> {
         self.count.queued.fetch_add(1, Ordering::SeqCst);
-        self.tx.send(msg).map_err(|e| {
+        let sent = self.tx.send(msg).map_err(|e| {
             self.count.queued.fetch_sub(1, Ordering::SeqCst);
             e.into_inner()
-        })
+        });
+        self.wake();
+        sent
+    }
+
+    /// End a receiver's [`doze`](Receiver::doze) now (or the next one, if none is under way):
+    /// for messages that must not wait out a doze. Ordinary sends never wake a dozing
+    /// receiver; a receiver blocked in `recv` is woken by any send.
+    pub fn wake(&self) {
+        let c = &self.count;
+        c.urgent.store(true, Ordering::SeqCst);
+        if c.dozing.load(Ordering::SeqCst) {
+            if let Some(t) = lock(&c.dozer).as_ref() {
+                t.unpark();
+            }
+        }
     }
 
     /// Messages queued now.
@@ -224,10 +251,27 @@ impl<T> Receiver<T> {
         Some(m)
     }
 
-    /// The next message if one comes before `until`, polling (never sleeping): for a consumer
-    /// that would rather spin a few µs than be woken (see `POLL_BEFORE_SLEEP`).
-    pub fn poll_until(&self, until: Instant) -> Option<T> {
-        spin_until(until, || self.try_recv().ok())
+    /// Sleep for up to `limit` without being woken by the messages sent meanwhile (only by
+    /// [`Sender::wake`], [`Sender::send_always`] and a sender finding the queue full): a
+    /// consumer of a stream then takes in one batch what arrived while it slept, and the
+    /// senders make no system call to wake it. May return early.
+    pub fn doze(&self, limit: Duration) {
+        let c = &self.count;
+        {
+            let mut dozer = lock(&c.dozer);
+            let me = std::thread::current();
+            if dozer.as_ref().is_none_or(|t| t.id() != me.id()) {
+                *dozer = Some(me);
+            }
+        }
+        // With `wake`'s store-then-load, either it sees `dozing` and unparks, or this sees
+        // `urgent`: no wake-up is lost.
+        c.dozing.store(true, Ordering::SeqCst);
+        if !c.urgent.swap(false, Ordering::SeqCst) {
+            std::thread::park_timeout(limit);
+        }
+        c.dozing.store(false, Ordering::SeqCst);
+        c.urgent.store(false, Ordering::SeqCst);
     }
 
     /// The next message if one is queued.
@@ -253,10 +297,14 @@ impl<T> Receiver<T> {
         // overfills.
         let room = c.cap.saturating_sub(before.saturating_sub(1));
         if (room == c.wake_at || before == 1) && c.waiting.load(Ordering::SeqCst) > 0 {
-            let _g = c.room.lock().unwrap_or_else(|p| p.into_inner());
+            let _g = lock(&c.room);
             c.freed.notify_all();
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Call `f` until it answers or `until` passes (checked every 64 calls: a clock read costs more
@@ -332,6 +380,52 @@ mod tests {
         drop(tx);
         assert_eq!(rx.recv(), Some(1));
         assert_eq!(rx.recv(), None);
+    }
+
+    #[test]
+    fn a_doze_ignores_sends_and_ends_at_a_wake() {
+        let (tx, rx) = bounded::<u8>(64);
+        let t0 = Instant::now();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(
+                tx.try_send(1),
+                Ok(()),
+                "an ordinary send does not end the doze"
+            );
+            std::thread::sleep(Duration::from_millis(80));
+            tx.wake();
+            tx
+        });
+        rx.doze(Duration::from_secs(5));
+        let woke = t0.elapsed();
+        assert!(
+            woke >= Duration::from_millis(90) && woke < Duration::from_secs(4),
+            "{woke:?}"
+        );
+        let tx = sender.join().unwrap_or_else(|_| panic!("sender panicked"));
+        assert_eq!(rx.try_recv(), Ok(1));
+        // A wake before the doze: the doze returns at once.
+        tx.wake();
+        let t1 = Instant::now();
+        rx.doze(Duration::from_secs(5));
+        assert!(t1.elapsed() < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn a_sender_finding_the_queue_full_ends_a_doze() {
+        let (tx, rx) = bounded::<u8>(1);
+        assert_eq!(tx.try_send(1), Ok(()));
+        let t0 = Instant::now();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send_timeout(2, Duration::from_secs(10))
+        });
+        rx.doze(Duration::from_secs(5));
+        assert!(t0.elapsed() < Duration::from_secs(4));
+        assert_eq!(rx.recv(), Some(1));
+        assert_eq!(sender.join().ok(), Some(Ok(())));
+        assert_eq!(rx.recv(), Some(2));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 mod handler;
 mod http;
 mod metrics;
+mod next_request;
 mod server;
 mod stream;
 mod tls;

@@ -15,6 +15,7 @@
 
 use crate::handler::{Endpoint, MiFn, Reply};
 use crate::http::{self, Body, Framing, Persist, ReadError, Reader};
+use crate::next_request::NextRequest;
 use crate::stream::Stream;
 use crate::tls::TlsConfig;
 use std::collections::HashMap;
@@ -330,8 +331,10 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activity: &Activi
         }
     };
     let mut conn = Reader::new(stream);
+    let mut next = NextRequest::default();
     while !shared.stopping.load(Ordering::Acquire) {
         match serve_one(&mut conn, shared, activity) {
+            Ok(true) if !conn.has_pending() => next.wait(conn.get_mut().tcp()),
             Ok(true) => {}
             Ok(false) => return linger(conn.get_mut()),
             Err(e) => {

@@ -305,6 +305,7 @@ impl Module {
                 self.name
             )
         })?;
+        self.jobs.wake();
         rx.recv_timeout(CALL_TIMEOUT).map_err(|_| {
             format!(
                 "module {} did not answer within {CALL_TIMEOUT:?}",
@@ -316,6 +317,7 @@ impl Module {
     /// Queue a control job without waiting for it (used to free sockets).
     pub(crate) fn post(&self, f: impl FnOnce(&Instance) + Send + 'static) {
         let _ = self.jobs.send_timeout(Job::Call(Box::new(f)), CALL_TIMEOUT);
+        self.jobs.wake();
     }
 
     /// Deliver a `socket_raise` outcome to this (owner) module, on its thread.
@@ -323,6 +325,7 @@ impl Module {
         if self.statuses.send((token, ok, msg)).is_ok() {
             // A full queue means the thread is busy and takes the outcome after its batch.
             let _ = self.jobs.try_send(Job::Wake);
+            self.jobs.wake();
         }
     }
 

@@ -143,7 +143,6 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
     let mut taken = Taken::default();
     'outer: while let Some(mut job) = next_job(rx) {
         let mut n = 0;
-        let started = std::time::Instant::now();
         // Read once per batch: the slow-delivery threshold (None = not timing).
         let slow = shared.upgrade().and_then(|s| s.delivery_threshold());
         loop {
@@ -181,9 +180,9 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
             if n == BATCH {
                 break;
             }
-            match poll_job(rx, started + MAX_FLUSH_DELAY) {
-                Some(j) => job = j,
-                None => break,
+            match rx.try_recv() {
+                Ok(j) => job = j,
+                Err(_) => break,
             }
         }
         taken.settle();
@@ -196,32 +195,30 @@ fn run(inst: Instance, inbox: &Inbox, shared: &Weak<Shared>) {
     inst.destroy();
 }
 
-/// How long a module thread polls its empty queue before it flushes (ending a batch) or sleeps.
+/// How long a module thread that ended a batch on an empty queue sleeps before it looks again;
+/// only a look that finds nothing leads to blocking on the queue (where each event wakes it).
 ///
-/// Why: a thread that sleeps as soon as its queue is empty must be woken by the raiser's next
-/// event, and the scheduler wakes a thread on the waker's CPU: under a steady stream the module
-/// thread then kept landing on the raiser's core and the two took turns on one CPU while the
-/// other idled. And a batch that ended at the first empty poll made a module that keeps up
-/// flush (one `write`, one `sendmmsg`) every few events: 70-150k writes per million flatstore
-/// lines in the slow runs, against ~4k when batches fill. Waiting a little longer than the gap
-/// between two events of a stream keeps batches whole and the thread on its own core; an idle
-/// module pays one such poll per burst.
-const POLL_BEFORE_SLEEP: std::time::Duration = std::time::Duration::from_micros(50);
+/// Why: a thread blocked on its queue is woken by every event of a stream that arrives slower
+/// than it works, and each wake-up costs the raiser a futex call, the module a context switch
+/// and a flush (one `write`, one `sendmmsg`) for one event; the scheduler also wakes a thread
+/// on the waker's CPU, so under a steady stream the module thread kept landing on the raiser's
+/// core and the two took turns on one CPU while the other idled. Polling instead (50 µs, the
+/// previous rule) kept batches whole but burned a core whenever events came every few tens of
+/// µs: 40% of evid's CPU under MI `raise_event` at 60k requests/s went to the flatstore thread
+/// polling, CPU the HTTP connections needed. A dozing thread is not woken by events
+/// (`evi_queue::Receiver::doze`): a stream is taken in batches of what arrived in one doze,
+/// with no system call on the raiser's side, and this is the longest a streamed event waits
+/// before its batch starts. An isolated event is taken at once (the thread was blocked in
+/// `recv`); calls, control jobs and a full queue end a doze at once.
+const DOZE: std::time::Duration = std::time::Duration::from_micros(200);
 
-/// The longest a batch gathers before its flush: a steady trickle (one event every < 50 µs)
-/// must not hold events back until `BATCH` of them are in.
-const MAX_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// The next job if one comes within `POLL_BEFORE_SLEEP` (and before `until`).
-fn poll_job(rx: &evi_queue::Receiver<Job>, until: std::time::Instant) -> Option<Job> {
-    rx.try_recv()
-        .ok()
-        .or_else(|| rx.poll_until((std::time::Instant::now() + POLL_BEFORE_SLEEP).min(until)))
-}
-
-/// The next job: polled for, then waited for.
+/// The next job: at once if one is queued; else after one [`DOZE`]; else when one comes.
 fn next_job(rx: &evi_queue::Receiver<Job>) -> Option<Job> {
-    poll_job(rx, std::time::Instant::now() + POLL_BEFORE_SLEEP).or_else(|| rx.recv())
+    if let Ok(job) = rx.try_recv() {
+        return Some(job);
+    }
+    rx.doze(DOZE);
+    rx.try_recv().ok().or_else(|| rx.recv())
 }
 
 /// Jobs taken off the queue whose subscriber's `queued` count is not lowered yet. The raiser
