@@ -12,7 +12,7 @@ use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header).
@@ -73,7 +73,19 @@ struct Peer {
     /// A UDP socket connected to `addr`, opened the first time the peer is busy (see
     /// [`CONNECTED_FROM`]); `None` if that failed, and then the shared socket serves it.
     connected: OnceLock<Option<OwnedFd>>,
+    /// A unix receiver whose queue stayed full for a whole [`UNIX_FULL_WAIT`]: its sends fail at
+    /// once until one gets through (one stuck reader must not slow every other destination).
+    stalled: AtomicBool,
 }
+
+/// How long a batch waits for a unix receiver's full queue to drain before failing the rest of
+/// its messages. Linux queues at most `net.unix.max_dgram_qlen` datagrams (10 by default) per
+/// receiving socket, and a batch holds what arrived during the module thread's doze (up to 256):
+/// a receiver that reads as they come drains that in microseconds, so a short wait turns what
+/// used to be dropped events (EAGAIN) into delivered ones.
+const UNIX_FULL_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+/// The pause between two tries while waiting.
+const UNIX_FULL_PAUSE: std::time::Duration = std::time::Duration::from_micros(20);
 
 enum Route {
     V4,
@@ -148,6 +160,7 @@ impl Sender {
                 route,
                 in_batch: AtomicU32::new(0),
                 connected: OnceLock::new(),
+                stalled: AtomicBool::new(false),
             }),
         })
     }
@@ -318,6 +331,8 @@ impl Sender {
         let mut k = 0;
         // The message already given a second try after an ICMP error (see below).
         let mut retried = usize::MAX;
+        // Until when a full unix receiver queue is waited for (see `UNIX_FULL_WAIT`).
+        let mut full_until: Option<std::time::Instant> = None;
         while k < total {
             // MSG_DONTWAIT as well as O_NONBLOCK: the call must not block even if a descriptor's
             // flags were changed behind our back. MSG_NOSIGNAL: never SIGPIPE the daemon.
@@ -333,6 +348,10 @@ impl Sender {
             };
             if r > 0 {
                 let sent = (r as usize).min(total - k);
+                self.queued[group[k]]
+                    .peer
+                    .stalled
+                    .store(false, Ordering::Relaxed);
                 for (j, &i) in group.iter().enumerate().skip(k).take(sent) {
                     let q = &self.queued[i];
                     // SAFETY: entry j < total was written above; the kernel set its msg_len.
@@ -370,6 +389,18 @@ impl Sender {
                 continue;
             }
             let q = &self.queued[group[k]];
+            if e.kind() == io::ErrorKind::WouldBlock
+                && matches!(q.peer.route, Route::Unix(_))
+                && !q.peer.stalled.load(Ordering::Relaxed)
+            {
+                let now = std::time::Instant::now();
+                let until = *full_until.get_or_insert(now + UNIX_FULL_WAIT);
+                if now < until {
+                    std::thread::sleep(UNIX_FULL_PAUSE);
+                    continue;
+                }
+                q.peer.stalled.store(true, Ordering::Relaxed);
+            }
             report(q.delivery, Err(&describe(e, &q.peer, fd, q.len)));
             k += 1;
         }

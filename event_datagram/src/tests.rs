@@ -367,6 +367,40 @@ fn unix_receiver_that_never_reads_gets_eagain_without_blocking() {
     assert!(start.elapsed() < Duration::from_millis(100));
 }
 
+/// A batch larger than the kernel's unix queue (`max_dgram_qlen`, 10 by default) to a receiver
+/// that reads as datagrams come: the batch waits for the queue to drain, and every event gets
+/// there.
+#[test]
+fn a_batch_larger_than_the_unix_queue_reaches_a_reading_receiver() {
+    let mut m = module();
+    let dir = TempDir::new("burst");
+    let path = dir.sock("rx.sock");
+    let rx = unix_receiver(&path);
+    let mut t = m.parse(&format!("unix:{path}"));
+    let n = BATCH_MSGS;
+    let reader = std::thread::spawn(move || {
+        // Late by a moment, as a receiver busy elsewhere would be: the queue fills first.
+        std::thread::sleep(Duration::from_micros(200));
+        let mut buf = [0u8; 512];
+        (0..n)
+            .map(|_| rx.recv(&mut buf).map(|len| buf[..len].to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let payloads: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{{\"i\":{i}}}").into_bytes())
+        .collect();
+    let ds: Vec<Delivery> = payloads.iter().map(|p| m.queue(&mut t, p)).collect();
+    m.m.flush();
+    for d in ds {
+        assert_eq!(m.outcome(d), Ok(()));
+    }
+    let got = reader
+        .join()
+        .unwrap_or_else(|_| panic!("reader panicked"))
+        .unwrap_or_else(|e| panic!("reader: {e}"));
+    assert_eq!(got, payloads, "every event, in order");
+}
+
 #[test]
 fn stuck_unix_receiver_does_not_starve_others() {
     let mut m = module();

@@ -35,12 +35,13 @@ pub async fn run(broker: Arc<Broker>, cfg: Config, handle: Handle) {
         }
         match connect(&broker, &cfg, &handle).await {
             Err(e) => {
+                // Before the count: whoever sees the failure counted sees new events held.
+                broker.unreachable.store(true, Ordering::Release);
                 broker
                     .counters
                     .connect_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Release);
                 broker.set_error(&format!("cannot connect: {e}"));
-                broker.unreachable.store(true, Ordering::Release);
                 pause(&broker, backoff, &mut deadline, &cfg).await;
                 backoff = cfg.next_backoff(backoff);
             }

@@ -334,9 +334,10 @@ impl Transport for EventRabbitmq {
                     None
                 };
                 if let Some(kept) = kept.filter(|_| !socket.held.swap(true, Ordering::AcqRel)) {
-                    // About one buffer's worth for the broker, whatever its sockets.
-                    let sockets = self.brokers.get(&broker.key).map_or(1, |(_, n)| *n).max(1);
-                    let max = (kept / sockets).max(1);
+                    // A buffer's worth per socket: a socket that gets all the traffic keeps as
+                    // many of its newest as the shared buffer would have (the hold starts with
+                    // the buffer nearly empty); memory stays within one buffer per socket.
+                    let max = kept.max(1);
                     let held = self
                         .host
                         .is_some_and(|h| h.hold(delivery, u32::try_from(max).unwrap_or(u32::MAX)));

@@ -177,11 +177,18 @@ fn the_systemd_unit_runs_evid_as_written() {
         .arg(&unit_file)
         .output()
     {
-        Ok(out) => assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "systemd-analyze verify:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        Ok(out) => {
+            // Only what it says of this unit: it may also warn about the host's own units.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let ours: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("evid.service"))
+                .collect();
+            assert!(
+                out.status.success() && ours.is_empty(),
+                "systemd-analyze verify:\n{stderr}"
+            );
+        }
         Err(e) => eprintln!("systemd-analyze not run ({e}): the unit's syntax is not checked"),
     }
 
@@ -197,15 +204,17 @@ fn the_systemd_unit_runs_evid_as_written() {
     let notify = UnixDatagram::bind(dir.join("notify.sock")).unwrap_or_else(|e| panic!("{e}"));
     let _ = notify.set_read_timeout(Some(Duration::from_secs(20)));
     let start = key("ExecStart");
-    let mut evid = Command::new(start[0])
-        .args(&start[1..])
-        .env("NOTIFY_SOCKET", dir.join("notify.sock"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("ExecStart: {e}"));
-    let pid = evid.id().to_string();
+    let mut evid = KillOnDrop(
+        Command::new(start[0])
+            .args(&start[1..])
+            .env("NOTIFY_SOCKET", dir.join("notify.sock"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("ExecStart: {e}")),
+    );
+    let pid = evid.0.id().to_string();
     let mut buf = [0u8; 256];
     let n = notify
         .recv(&mut buf)
@@ -240,6 +249,8 @@ fn the_systemd_unit_runs_evid_as_written() {
         .collect();
     let reload: Vec<&str> = reload.iter().map(String::as_str).collect();
     assert!(run(&reload).status.success(), "ExecReload {reload:?}");
+    // The signal is handled after `kill` returns: the reopen creates the file again.
+    assert!(wait_for(Duration::from_secs(10), || events.exists()));
     raise(2);
     assert!(holds(&events, "2"), "no new file after ExecReload");
     assert!(holds(&moved, "1"));
@@ -249,6 +260,18 @@ fn the_systemd_unit_runs_evid_as_written() {
         .recv(&mut buf)
         .unwrap_or_else(|e| panic!("no STOPPING: {e}"));
     assert_eq!(&buf[..n], b"STOPPING=1");
-    let status = evid.wait().unwrap_or_else(|e| panic!("{e}"));
+    let status = evid.0.wait().unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "{status:?}");
+}
+
+/// A daemon started by hand, killed if the test fails before it stops it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

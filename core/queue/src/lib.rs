@@ -124,6 +124,8 @@ impl<T> Sender<T> {
     pub fn try_send(&self, msg: T) -> Result<(), T> {
         if self.count.queued.fetch_add(1, Ordering::SeqCst) >= self.cap {
             self.count.queued.fetch_sub(1, Ordering::SeqCst);
+            // A dozing receiver would leave the queue full until its doze ends.
+            self.wake();
             return Err(msg);
         }
         self.tx.send(msg).map_err(|e| {
@@ -147,8 +149,6 @@ impl<T> Sender<T> {
             Ok(()) => return Ok(()),
             Err(m) => m,
         };
-        // A dozing receiver would leave the queue full until its doze ends.
-        self.wake();
         // Poll for room a little before sleeping (see `POLL_BEFORE_SLEEP`). The message leaves
         // `slot` only for a send that succeeded; a queue with no receiver left ends the poll.
         let poll_end = Instant::now() + POLL_BEFORE_SLEEP;
