@@ -45,9 +45,9 @@ pub struct Options {
     pub dead_secs: u64,
     /// Start-ups scenario 18 takes the median of (11; `--quick`: 5).
     pub startup_runs: usize,
-    /// Alternating rounds of scenario 2 and its raw baselines, and of scenario 1 and 4-6; each
-    /// row reports its median (3; `--quick`: 1). One round each was at the mercy of a shared
-    /// VM's swings.
+    /// Alternating rounds of scenario 2 and its raw baselines, of scenario 1 and 4-6, and of
+    /// scenario 7's two loads; each row reports its median (3; `--quick`: 1). One round each was
+    /// at the mercy of a shared VM's swings.
     pub rounds: usize,
     /// Scenario numbers to run (1..=18); empty = all.
     pub only: Vec<u32>,
