@@ -9,7 +9,7 @@
 //! The result is the same as dropping the oldest: the module's own buffer still holds its
 //! older events, and the held ones push them out when they arrive after the release.
 
-use crate::event::{KeptEvent, RaisedEvent};
+use crate::event::{KeptMeta, RaisedEvent, Slot};
 use crate::registry::{Own, Subscriber};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,11 +30,46 @@ pub(crate) struct Hold {
 #[derive(Default)]
 struct Held {
     max: usize,
-    events: VecDeque<KeptEvent>,
+    /// The held events, oldest first, packed into three rings: appending one and dropping the
+    /// oldest allocate nothing (two allocations and two frees per event with boxed copies).
+    events: VecDeque<KeptMeta>,
+    slots: VecDeque<Slot>,
+    bytes: VecDeque<u8>,
     /// Whether this hold has pushed an event out yet (the reason is recorded once per hold).
     pushing_out: bool,
     /// The subscription is being freed: no hold may start again (its events would outlive it).
     closed: bool,
+}
+
+impl Held {
+    fn pop_oldest(&mut self) {
+        if let Some(m) = self.events.pop_front() {
+            self.slots.drain(..m.n_slots as usize);
+            self.bytes.drain(..m.n_bytes as usize);
+        }
+    }
+
+    /// Every held event built again, in raise order; the rings are emptied (and freed).
+    fn revive_all(&mut self) -> VecDeque<Arc<RaisedEvent>> {
+        let events = std::mem::take(&mut self.events);
+        let mut slots = std::mem::take(&mut self.slots);
+        let mut bytes = std::mem::take(&mut self.bytes);
+        let (slots, bytes) = (slots.make_contiguous(), bytes.make_contiguous());
+        let (mut s, mut b) = (0, 0);
+        events
+            .iter()
+            .map(|m| {
+                let (ns, nb) = (m.n_slots as usize, m.n_bytes as usize);
+                let ev = RaisedEvent::revive(
+                    m,
+                    slots.get(s..s + ns).unwrap_or_default(),
+                    bytes.get(b..b + nb).unwrap_or_default(),
+                );
+                (s, b) = (s + ns, b + nb);
+                ev
+            })
+            .collect()
+    }
 }
 
 /// What [`Hold::keep`] did with an event.
@@ -70,7 +105,7 @@ impl Hold {
         h.max = max.max(1);
         let mut out = 0;
         while h.events.len() > h.max {
-            h.events.pop_front();
+            h.pop_oldest();
             out += 1;
         }
         self.on.store(true, Ordering::Release);
@@ -85,10 +120,12 @@ impl Hold {
         }
         let mut pushed_out = 0;
         while h.events.len() >= h.max {
-            h.events.pop_front();
+            h.pop_oldest();
             pushed_out += 1;
         }
-        h.events.push_back(event.keep());
+        h.events.push_back(event.kept_meta());
+        h.slots.extend(event.kept_slots());
+        h.bytes.extend(event.kept_bytes());
         let first = pushed_out > 0 && !std::mem::replace(&mut h.pushing_out, true);
         Kept::Held { pushed_out, first }
     }
@@ -98,10 +135,7 @@ impl Hold {
     pub(crate) fn release(&self, close: bool, deliver: impl FnOnce(VecDeque<Arc<RaisedEvent>>)) {
         let mut h = self.lock();
         h.closed |= close;
-        let events = std::mem::take(&mut h.events)
-            .iter()
-            .map(KeptEvent::revive)
-            .collect();
+        let events = h.revive_all();
         h.pushing_out = false;
         deliver(events);
         self.on.store(false, Ordering::Release);
@@ -174,5 +208,43 @@ pub(crate) fn close(sub: &Arc<Subscriber>) {
 fn deliver(sub: &Arc<Subscriber>, events: VecDeque<Arc<RaisedEvent>>) {
     if !events.is_empty() {
         sub.module.enqueue_held(events, Arc::clone(sub));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ParamRef, ValueRef};
+
+    /// Event `i` with `i % 4` params of varying sizes, so the rings wrap unevenly.
+    fn event(i: usize) -> Arc<RaisedEvent> {
+        let words: Vec<Vec<u8>> = (0..i % 4).map(|k| vec![b'a' + k as u8; i + k]).collect();
+        let params: Vec<ParamRef<'_>> = words
+            .iter()
+            .map(|w| ParamRef::named("w", ValueRef::Str(w)))
+            .chain([ParamRef::named("i", ValueRef::Int(i as i64))])
+            .collect();
+        RaisedEvent::shared(1, "E_H", &params, i as i64, 0)
+    }
+
+    #[test]
+    fn the_newest_are_kept_and_come_back_as_raised() {
+        let hold = Hold::default();
+        hold.start(3);
+        let mut pushed = 0;
+        for i in 0..50 {
+            match hold.keep(&event(i)) {
+                Kept::Held { pushed_out, .. } => pushed += pushed_out,
+                Kept::No => panic!("not held"),
+            }
+        }
+        assert_eq!((pushed, hold.len()), (47, 3));
+        let mut back = Vec::new();
+        hold.release(false, |events| back.extend(events));
+        assert!(!hold.is_on());
+        let want: Vec<Vec<u8>> = (47..50).map(|i| event(i).json().to_vec()).collect();
+        let got: Vec<Vec<u8>> = back.iter().map(|e| e.json().to_vec()).collect();
+        assert_eq!(got, want);
+        assert_eq!(back[2].raised_at_us, 49);
     }
 }
