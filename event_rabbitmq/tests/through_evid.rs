@@ -365,7 +365,11 @@ fn a_full_buffer_drops_the_oldest_or_refuses_the_newest_as_configured() {
         // daemon holds the next events itself (oldest) or the buffer fills (newest).
         raise(&d, json!(["E_FULL", r#"{"i":0}"#]));
         assert!(wait_for(T, || status(&d, "connect_failures") >= 1));
-        for i in 1..20 {
+        // The next one reaches the module with the broker known unreachable: it waits in the
+        // buffer, and (oldest) the module asks the daemon to hold the ones after it.
+        raise(&d, json!(["E_FULL", r#"{"i":1}"#]));
+        assert!(wait_for(T, || status(&d, "buffered") == 2));
+        for i in 2..20 {
             raise(&d, json!(["E_FULL", format!(r#"{{"i":{i}}}"#)]));
         }
         let sub = |field: &str| {
