@@ -69,6 +69,40 @@ pub struct EventRabbitmq {
 }
 
 impl EventRabbitmq {
+    /// Ask the daemon to hold `socket`'s new events while its broker is unreachable (its last
+    /// connect failed, or the buffer filled while it was not connected) and the buffer keeps the
+    /// newest: every further event would only wait in the buffer and push an older one out. The
+    /// daemon keeps the newest itself until the broker is back: the same result, without a
+    /// hand-over to this thread, a JSON body and a copy per event.
+    fn hold_while_down(
+        &self,
+        socket: &Socket,
+        broker: &Broker,
+        made: Made,
+        delivery: Delivery,
+        body_len: usize,
+    ) {
+        let down = broker.unreachable.load(Ordering::Acquire)
+            || (made == Made::ByDroppingOldest && !broker.connected.load(Ordering::Acquire));
+        if !down || socket.held.load(Ordering::Acquire) {
+            return;
+        }
+        // A buffer's worth per socket: a socket that gets all the traffic keeps as many of its
+        // newest as the shared buffer would have (the hold starts with the buffer nearly
+        // empty); memory stays within one buffer per socket.
+        let Some(kept) = broker.buffer().newest_kept(body_len) else {
+            return;
+        };
+        if socket.held.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let max = u32::try_from(kept).unwrap_or(u32::MAX);
+        if self.host.is_some_and(|h| h.hold(delivery, max)) {
+            broker.note_hold(delivery, socket.held.clone());
+        } else {
+            socket.held.store(false, Ordering::Release);
+        }
+    }
     /// Start the runtime; `sink` receives every delivery outcome.
     pub fn new(cfg: Config, tls: tls::Domains, sink: Sink) -> Result<EventRabbitmq, String> {
         Ok(EventRabbitmq {
@@ -320,33 +354,7 @@ impl Transport for EventRabbitmq {
         });
         match queued {
             Ok(made) => {
-                // The broker unreachable (its last connect failed, or the buffer is full while
-                // it is not connected), the buffer keeping the newest: every further event
-                // would only wait in the buffer and push an older one out. The daemon keeps the
-                // newest itself until the broker is back: the same result, without a hand-over
-                // to this thread, a JSON body and a copy per event.
-                let down = broker.unreachable.load(Ordering::Acquire)
-                    || (made == Made::ByDroppingOldest
-                        && !broker.connected.load(Ordering::Acquire));
-                let kept = if down && !socket.held.load(Ordering::Acquire) {
-                    broker.buffer().newest_kept(event.json().len())
-                } else {
-                    None
-                };
-                if let Some(kept) = kept.filter(|_| !socket.held.swap(true, Ordering::AcqRel)) {
-                    // A buffer's worth per socket: a socket that gets all the traffic keeps as
-                    // many of its newest as the shared buffer would have (the hold starts with
-                    // the buffer nearly empty); memory stays within one buffer per socket.
-                    let max = kept.max(1);
-                    let held = self
-                        .host
-                        .is_some_and(|h| h.hold(delivery, u32::try_from(max).unwrap_or(u32::MAX)));
-                    if held {
-                        broker.note_hold(delivery, socket.held.clone());
-                    } else {
-                        socket.held.store(false, Ordering::Release);
-                    }
-                }
+                self.hold_while_down(socket, &broker, made, delivery, event.json().len());
                 Ok(Raised::Pending)
             }
             Err(why) => {

@@ -145,35 +145,34 @@ impl<T> Sender<T> {
     }
 
     fn send_until(&self, msg: T, deadline: Option<Instant>) -> Result<(), T> {
-        let msg = match self.try_send(msg) {
+        let mut msg = match self.try_send(msg) {
             Ok(()) => return Ok(()),
             Err(m) => m,
         };
-        // Poll for room a little before sleeping (see `POLL_BEFORE_SLEEP`). The message leaves
-        // `slot` only for a send that succeeded; a queue with no receiver left ends the poll.
+        // Poll for room a little before sleeping (see `POLL_BEFORE_SLEEP`); the clock is read
+        // every 64 polls (it costs more than one). A queue with no receiver left ends the poll.
         let poll_end = Instant::now() + POLL_BEFORE_SLEEP;
-        let mut slot = Some(msg);
-        spin_until(deadline.map_or(poll_end, |d| d.min(poll_end)), || {
-            if self.count.receivers.load(Ordering::Relaxed) == 0 {
-                return Some(());
-            }
-            if self.count.queued.load(Ordering::Relaxed) >= self.cap {
-                return None;
-            }
-            match self.try_send(slot.take()?) {
-                Ok(()) => Some(()),
-                Err(m) => {
-                    slot = Some(m);
-                    None
+        let poll_end = deadline.map_or(poll_end, |d| d.min(poll_end));
+        'poll: loop {
+            for _ in 0..64 {
+                if self.count.receivers.load(Ordering::Relaxed) == 0 {
+                    break 'poll;
                 }
+                if self.count.queued.load(Ordering::Relaxed) < self.cap {
+                    msg = match self.try_send(msg) {
+                        Ok(()) => return Ok(()),
+                        Err(m) => m,
+                    };
+                }
+                std::hint::spin_loop();
             }
-        });
-        let Some(mut msg) = slot else {
-            return Ok(());
-        };
+            if Instant::now() >= poll_end {
+                break;
+            }
+        }
         let c = &self.count;
         c.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut guard = c.room.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&c.room);
         let result = loop {
             // Checked under the lock the receiver takes to notify: no wake-up is missed.
             msg = match self.try_send(msg) {
@@ -305,22 +304,6 @@ impl<T> Receiver<T> {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Call `f` until it answers or `until` passes (checked every 64 calls: a clock read costs more
-/// than a poll), with a spin hint between calls. At least one round of calls is made.
-fn spin_until<R>(until: Instant, mut f: impl FnMut() -> Option<R>) -> Option<R> {
-    loop {
-        for _ in 0..64 {
-            if let Some(r) = f() {
-                return Some(r);
-            }
-            std::hint::spin_loop();
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-    }
 }
 
 impl<T> Drop for Receiver<T> {

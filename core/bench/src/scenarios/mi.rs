@@ -167,28 +167,30 @@ pub fn mi_http(o: &Options) -> Result<Vec<Row>, String> {
     )?;
     d.wait_mi(Duration::from_secs(20))?;
     let mut file = LineCounter::new(d.dir.0.join("mi.log"));
+    let wrk_ok = use_wrk();
     let mut runs: [Vec<Row>; 2] = Default::default();
     for _ in 0..o.rounds.max(1) {
         for (k, (conns, os)) in [(1usize, opensips::MI_1), (4, opensips::MI_4)]
             .into_iter()
             .enumerate()
         {
-            runs[k].push(mi_run(o, &mut d, &mut file, conns, os)?);
+            runs[k].push(mi_run(o, &mut d, &mut file, wrk_ok, conns, os)?);
         }
     }
     d.stop();
     Ok(runs.into_iter().map(super::median).collect())
 }
 
-/// One load run of scenario 7 with `conns` connections, its counts checked.
+/// One load run of scenario 7 with `conns` connections (`wrk` or the suite's own client), its
+/// counts checked.
 fn mi_run(
     o: &Options,
     d: &mut Daemon,
     file: &mut LineCounter,
+    wrk_ok: bool,
     conns: usize,
     os: f64,
 ) -> Result<Row, String> {
-    let wrk_ok = use_wrk();
     let (addr, path) = evid::mi_client::split_url(&d.mi_url)?;
     let what = format!("scenario 7 (MI raise_event, {conns} connections)");
     let before_lines = file.count();
