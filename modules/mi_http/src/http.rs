@@ -484,34 +484,74 @@ pub fn format_response(
     head_only: bool,
     now: SystemTime,
 ) -> Vec<u8> {
+    // Appended piece by piece: `format!` of the head cost ~6k instructions per reply, a sixth
+    // of a raise_event request's (callgrind).
+    let mut out = Vec::with_capacity(160 + reply.body.len());
+    let mut put = |s: &str| out.extend_from_slice(s.as_bytes());
     // Header order follows OpenSIPS' httpd: Date, Content-Type, Content-Length.
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nDate: {}\r\n",
-        reply.status,
-        reason(reply.status),
-        http_date(now)
-    );
+    put("HTTP/1.1 ");
+    put(itoa(u64::from(reply.status), &mut [0; 20]));
+    put(" ");
+    put(reason(reply.status));
+    put("\r\nDate: ");
+    with_http_date(now, &mut put);
+    put("\r\n");
     if let Some(allow) = reply.allow {
-        out.push_str(&format!("Allow: {allow}\r\n"));
+        put("Allow: ");
+        put(allow);
+        put("\r\n");
     }
     if reply.status == 401 {
-        out.push_str("WWW-Authenticate: Bearer realm=\"evid MI\"\r\n");
+        put("WWW-Authenticate: Bearer realm=\"evid MI\"\r\n");
     }
     if let Some(ct) = reply.content_type {
-        out.push_str(&format!("Content-Type: {ct}\r\n"));
+        put("Content-Type: ");
+        put(ct);
+        put("\r\n");
     }
-    out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+    put("Content-Length: ");
+    put(itoa(reply.body.len() as u64, &mut [0; 20]));
+    put("\r\n");
     match persist {
         Persist::Default => {}
-        Persist::KeepAlive => out.push_str("Connection: keep-alive\r\n"),
-        Persist::Close => out.push_str("Connection: close\r\n"),
+        Persist::KeepAlive => put("Connection: keep-alive\r\n"),
+        Persist::Close => put("Connection: close\r\n"),
     }
-    out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
+    put("\r\n");
     if !head_only {
-        bytes.extend_from_slice(&reply.body);
+        out.extend_from_slice(&reply.body);
     }
-    bytes
+    out
+}
+
+/// `n` in decimal, written into the end of `buf`.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// Hand `put` the `Date` value of `now`, formatted once per second per thread.
+fn with_http_date(now: SystemTime, put: &mut impl FnMut(&str)) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = http_date(now);
+        }
+        put(text);
+    });
 }
 
 /// Write a response in one `write_all`, so Nagle never holds back a second segment.

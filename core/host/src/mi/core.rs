@@ -6,6 +6,7 @@ use crate::event::{ParamRef, ValueRef};
 use crate::host::{Shared, SubscribeError};
 use crate::registry::{EventEntry, Subscriber};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// MI subscriptions without `expire` last this long (OpenSIPS's default).
@@ -214,10 +215,10 @@ fn subscribers_list(s: &Shared, p: &Map<String, Value>) -> MiResult {
     Ok(json!({"Event": {"name": e.name, "id": e.id, "Subscribers": list}}))
 }
 
-/// Owned params decoded from MI, borrowed as `ParamRef`s for the raise.
-enum Owned {
+/// A param decoded from MI: borrowed from the request where it can be.
+enum Arg<'a> {
     Int(i64),
-    Str(String),
+    Str(Cow<'a, str>),
 }
 
 fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
@@ -227,25 +228,29 @@ fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
         .by_name(&name)
         .ok_or_else(|| MiError::new(404, "Event not registered"))?;
     let bad = || MiError::new(400, "Bad Params");
-    let params: Vec<(Option<String>, Owned)> = match p.get("params") {
+    let from_text: Value;
+    let params: Vec<(Option<&str>, Arg<'_>)> = match p.get("params") {
         None => Vec::new(),
         // Positional: strings stay strings; numbers stay numbers (OpenSIPS turned them into text).
         Some(Value::Array(a)) => a
             .iter()
             .map(|v| match v {
-                Value::String(x) => Ok((None, Owned::Str(x.clone()))),
+                Value::String(x) => Ok((None, Arg::Str(Cow::Borrowed(x)))),
                 Value::Number(n) => Ok((
                     None,
                     n.as_i64()
-                        .map_or_else(|| Owned::Str(n.to_string()), Owned::Int),
+                        .map_or_else(|| Arg::Str(Cow::Owned(n.to_string())), Arg::Int),
                 )),
                 _ => Err(bad()),
             })
             .collect::<Result<_, _>>()?,
-        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(o)) => named(&o),
-            _ => return Err(bad()),
-        },
+        Some(Value::String(text)) => {
+            from_text = serde_json::from_str::<Value>(text).map_err(|_| bad())?;
+            match &from_text {
+                Value::Object(o) => named(o),
+                _ => return Err(bad()),
+            }
+        }
         // A real JSON object: OpenSIPS refuses it ("No Params"); evid takes it as named params.
         Some(Value::Object(o)) => named(o),
         Some(_) => return Err(MiError::new(400, "No Params")),
@@ -256,10 +261,10 @@ fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
     let refs: Vec<ParamRef<'_>> = params
         .iter()
         .map(|(n, v)| ParamRef {
-            name: n.as_deref(),
+            name: *n,
             value: match v {
-                Owned::Int(i) => ValueRef::Int(*i),
-                Owned::Str(x) => ValueRef::Str(x.as_bytes()),
+                Arg::Int(i) => ValueRef::Int(*i),
+                Arg::Str(x) => ValueRef::Str(x.as_bytes()),
             },
         })
         .collect();
@@ -268,18 +273,17 @@ fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
     Ok(json!("OK"))
 }
 
-fn named(o: &Map<String, Value>) -> Vec<(Option<String>, Owned)> {
+fn named(o: &Map<String, Value>) -> Vec<(Option<&str>, Arg<'_>)> {
     o.iter()
         .map(|(k, v)| {
             let val = match v {
-                Value::Number(n) => n.as_i64().map_or_else(
-                    || Owned::Int(n.as_f64().map_or(0, |f| f as i64)),
-                    Owned::Int,
-                ),
-                Value::String(x) => Owned::Str(x.clone()),
-                other => Owned::Str(other.to_string()),
+                Value::Number(n) => n
+                    .as_i64()
+                    .map_or_else(|| Arg::Int(n.as_f64().map_or(0, |f| f as i64)), Arg::Int),
+                Value::String(x) => Arg::Str(Cow::Borrowed(x)),
+                other => Arg::Str(Cow::Owned(other.to_string())),
             };
-            (Some(k.clone()), val)
+            (Some(k.as_str()), val)
         })
         .collect()
 }

@@ -61,7 +61,8 @@ struct Command {
 /// Every MI command: core ones and those modules export.
 #[derive(Default)]
 pub struct MiTable {
-    cmds: RwLock<Vec<Command>>,
+    // Shared, so that finding a command per request copies a pointer, not its recipes.
+    cmds: RwLock<Vec<Arc<Command>>>,
 }
 
 impl MiTable {
@@ -109,10 +110,13 @@ impl MiTable {
     }
 
     fn push(&self, c: Command) {
-        self.cmds.write().unwrap_or_else(|p| p.into_inner()).push(c);
+        self.cmds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(c));
     }
 
-    fn find(&self, name: &str) -> Option<Command> {
+    fn find(&self, name: &str) -> Option<Arc<Command>> {
         self.cmds
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -138,7 +142,7 @@ impl MiTable {
                 Handler::Core(_) => None,
                 Handler::Module(m) => Some(m.name.clone()),
             };
-            (c.recipes, c.doc, by)
+            (c.recipes.clone(), c.doc.clone(), by)
         })
     }
 }
@@ -199,7 +203,7 @@ pub(crate) fn execute(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
         Ok(v) => v,
         Err(_) => return Some(reply(&Value::Null, Err(MiError::parse_error()))),
     };
-    let Value::Object(req) = req else {
+    let Value::Object(mut req) = req else {
         return Some(reply(&Value::Null, Err(MiError::invalid_request())));
     };
     let id = req.get("id");
@@ -223,12 +227,14 @@ pub(crate) fn execute(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
             Err(MiError::invalid_request()),
         ));
     }
+    // Taken out of the request, so binding moves the params instead of copying them.
+    let params = req.remove("params");
     let method = req
         .get("method")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let result = match limits(req.get("params"), max_params, max_param_len) {
-        Ok(()) => dispatch(shared, method, req.get("params")),
+    let result = match limits(params.as_ref(), max_params, max_param_len) {
+        Ok(()) => dispatch(shared, method, params),
         Err(e) => Err(e),
     };
     // A notification gets no reply, even for an error (OpenSIPS answers only -32700/-32600).
@@ -277,7 +283,7 @@ fn normalize_id(id: &Value) -> Value {
     }
 }
 
-fn dispatch(shared: &Shared, method: &str, params: Option<&Value>) -> MiResult {
+fn dispatch(shared: &Shared, method: &str, params: Option<Value>) -> MiResult {
     if !shared.wait_ready(std::time::Duration::from_secs(60)) {
         return Err(MiError::new(-32000, "Server error").data("evid is starting or stopping"));
     }
@@ -307,7 +313,7 @@ fn dispatch(shared: &Shared, method: &str, params: Option<&Value>) -> MiResult {
 }
 
 /// Bind JSON-RPC params to one of the command's recipes (OpenSIPS's rules).
-fn bind(recipes: &[Vec<String>], params: Option<&Value>) -> Result<Map<String, Value>, MiError> {
+fn bind(recipes: &[Vec<String>], params: Option<Value>) -> Result<Map<String, Value>, MiError> {
     let count_mismatch = || MiError::invalid_params("Too few or too many parameters");
     match params {
         Some(Value::Array(a)) if !a.is_empty() => {
@@ -318,7 +324,7 @@ fn bind(recipes: &[Vec<String>], params: Option<&Value>) -> Result<Map<String, V
                     "Ambiguous call, use named parameters instead",
                 ));
             }
-            Ok(r.iter().cloned().zip(a.iter().cloned()).collect())
+            Ok(r.iter().cloned().zip(a).collect())
         }
         Some(Value::Object(o)) if !o.is_empty() => {
             let same_count: Vec<_> = recipes.iter().filter(|r| r.len() == o.len()).collect();
@@ -329,7 +335,7 @@ fn bind(recipes: &[Vec<String>], params: Option<&Value>) -> Result<Map<String, V
                 .iter()
                 .any(|r| r.iter().all(|n| o.contains_key(n)))
             {
-                Ok(o.clone())
+                Ok(o)
             } else {
                 Err(MiError::invalid_params("Named parameters do not match"))
             }
@@ -344,25 +350,31 @@ fn bind(recipes: &[Vec<String>], params: Option<&Value>) -> Result<Map<String, V
     }
 }
 
+/// The reply's bytes, written directly (the same bytes as serialising a JSON object of these
+/// members: building that object first cost a map and a hash per member, per request).
 fn reply(id: &Value, result: MiResult) -> Vec<u8> {
-    let mut v = Map::new();
-    v.insert("jsonrpc".into(), json!("2.0"));
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","#);
+    // Writing JSON into a Vec cannot fail: these results are ignored.
     match result {
         Ok(r) => {
-            v.insert("result".into(), r);
+            out.extend_from_slice(br#""result":"#);
+            let _ = serde_json::to_writer(&mut out, &r);
         }
         Err(e) => {
-            let mut err = Map::new();
-            err.insert("code".into(), json!(e.code));
-            err.insert("message".into(), json!(e.message));
+            out.extend_from_slice(format!(r#""error":{{"code":{},"message":"#, e.code).as_bytes());
+            let _ = serde_json::to_writer(&mut out, &e.message);
             if let Some(d) = e.data {
-                err.insert("data".into(), json!(d));
+                out.extend_from_slice(br#","data":"#);
+                let _ = serde_json::to_writer(&mut out, &d);
             }
-            v.insert("error".into(), Value::Object(err));
+            out.push(b'}');
         }
     }
-    v.insert("id".into(), id.clone());
-    serde_json::to_vec(&Value::Object(v)).unwrap_or_default()
+    out.extend_from_slice(br#","id":"#);
+    let _ = serde_json::to_writer(&mut out, id);
+    out.push(b'}');
+    out
 }
 
 /// A string param: JSON strings, or numbers printed in decimal (OpenSIPS coercion).
@@ -412,16 +424,16 @@ mod tests {
     #[test]
     fn binding_follows_opensips_rules() {
         let recipes = r(&[&["event", "socket"], &["event", "socket", "expire"]]);
-        assert!(bind(&recipes, Some(&json!(["E", "udp:1.2.3.4:5"]))).is_ok());
+        assert!(bind(&recipes, Some(json!(["E", "udp:1.2.3.4:5"]))).is_ok());
         assert_eq!(
-            bind(&recipes, Some(&json!(["E"])))
+            bind(&recipes, Some(json!(["E"])))
                 .unwrap_err()
                 .data
                 .as_deref(),
             Some("Too few or too many parameters")
         );
         assert_eq!(
-            bind(&recipes, Some(&json!({"event":"E","sock":"x"})))
+            bind(&recipes, Some(json!({"event":"E","sock":"x"})))
                 .unwrap_err()
                 .data
                 .as_deref(),
@@ -429,10 +441,10 @@ mod tests {
         );
         let amb = r(&[&["a"], &["b"]]);
         assert_eq!(
-            bind(&amb, Some(&json!(["x"]))).unwrap_err().data.as_deref(),
+            bind(&amb, Some(json!(["x"]))).unwrap_err().data.as_deref(),
             Some("Ambiguous call, use named parameters instead")
         );
-        assert!(bind(&r(&[]), Some(&json!([]))).is_ok());
-        assert!(bind(&r(&[]), Some(&json!(["x"]))).is_err());
+        assert!(bind(&r(&[]), Some(json!([]))).is_ok());
+        assert!(bind(&r(&[]), Some(json!(["x"]))).is_err());
     }
 }
