@@ -2,6 +2,7 @@
 //! (reference §2.1), shared by every MI transport module.
 
 pub mod core;
+mod request;
 mod stats;
 
 use crate::host::Shared;
@@ -199,38 +200,33 @@ pub(crate) fn execute(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
         ));
         return Some(reply(&Value::Null, Err(e)));
     }
-    let req: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
+    let req = match request::parse(body) {
+        Ok(Some(req)) => req,
+        Ok(None) => return Some(reply(&Value::Null, Err(MiError::invalid_request()))),
         Err(_) => return Some(reply(&Value::Null, Err(MiError::parse_error()))),
     };
-    let Value::Object(mut req) = req else {
-        return Some(reply(&Value::Null, Err(MiError::invalid_request())));
-    };
-    let id = req.get("id");
     let id_ok = matches!(
-        id,
+        req.id,
         None | Some(Value::String(_) | Value::Number(_) | Value::Null)
     );
     if !id_ok {
         return Some(reply(&Value::Null, Err(MiError::invalid_request())));
     }
-    let id = id.map(normalize_id);
-    let valid = req.get("jsonrpc").and_then(Value::as_str) == Some("2.0")
-        && req.get("method").is_some_and(Value::is_string)
-        && matches!(
-            req.get("params"),
-            None | Some(Value::Array(_) | Value::Object(_))
-        );
+    let id = req.id.as_ref().map(normalize_id);
+    let valid = req.jsonrpc.as_ref().and_then(Value::as_str) == Some("2.0")
+        && req.method.as_ref().is_some_and(Value::is_string)
+        && matches!(req.params, None | Some(Value::Array(_) | Value::Object(_)));
     if !valid {
         return Some(reply(
             id.as_ref().unwrap_or(&Value::Null),
             Err(MiError::invalid_request()),
         ));
     }
-    // Taken out of the request, so binding moves the params instead of copying them.
-    let params = req.remove("params");
+    // Moved out of the request: binding takes the params instead of copying them.
+    let params = req.params;
     let method = req
-        .get("method")
+        .method
+        .as_ref()
         .and_then(Value::as_str)
         .unwrap_or_default();
     let result = match limits(params.as_ref(), max_params, max_param_len) {
