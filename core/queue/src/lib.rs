@@ -26,15 +26,22 @@ use std::time::{Duration, Instant};
 
 pub use cb::{RecvTimeoutError, TryRecvError};
 
-/// How long a sender that found the queue full polls for room before it sleeps.
+/// How long a sender that found the queue full spins for room: a consumer faster than its
+/// producer (a flatstore writer between two `write`s) frees a slot within microseconds.
+const SPIN_FOR_ROOM: Duration = Duration::from_micros(20);
+/// Then it naps this long at a time, and tries again once `wake_at` slots are free...
+const NAP: Duration = Duration::from_micros(50);
+/// ...for up to this long, before it sleeps until the receiver wakes it.
 ///
-/// Why: a sleeping sender is woken by the receiver, and the scheduler wakes a thread on the
-/// waker's CPU. A raiser paced by a module's full queue was pulled onto the module thread's core
-/// at each wake-up; the two then shared one CPU, the queue stayed full, and the loop ->
-/// flatstore rate stayed at ~1.3M instead of ~2.5M events/s for the whole run. The receiver
-/// frees `wake_at` (256) slots in about 100 µs at that rate: a sender that polls longer finds
-/// room without sleeping; one facing a stalled receiver sleeps after this.
-const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(200);
+/// Why naps: a sleeping sender is woken by the receiver, and the scheduler wakes a thread on
+/// the waker's CPU. A raiser paced by a module's full queue was pulled onto the module
+/// thread's core at each wake-up; the two then shared one CPU, and the loop -> flatstore rate
+/// stayed at ~1.3M instead of ~2.5M events/s for a whole run. Session 5 answered with 200 µs
+/// of spinning; but a raiser paced by a syscall-bound sender (UDP) then spun all the time, a
+/// third busy thread beside the sender and its receiver on 2 CPUs (perf: 26% of the samples,
+/// half of them in the spin). A nap ends on a timer, on the sender's own CPU, and costs no CPU
+/// meanwhile; retrying only once `wake_at` slots are free lets it queue a run of messages.
+const NAP_FOR: Duration = Duration::from_millis(2);
 
 struct Count {
     queued: AtomicUsize,
@@ -149,14 +156,14 @@ impl<T> Sender<T> {
             Ok(()) => return Ok(()),
             Err(m) => m,
         };
-        // Poll for room a little before sleeping (see `POLL_BEFORE_SLEEP`); the clock is read
-        // every 64 polls (it costs more than one). A queue with no receiver left ends the poll.
-        let poll_end = Instant::now() + POLL_BEFORE_SLEEP;
-        let poll_end = deadline.map_or(poll_end, |d| d.min(poll_end));
-        'poll: loop {
+        // Spin, then nap, for room before sleeping (see `NAP_FOR`); the clock is read every 64
+        // spins (it costs more than one). A queue with no receiver left ends the wait.
+        let start = Instant::now();
+        let spin_end = deadline.map_or(start + SPIN_FOR_ROOM, |d| d.min(start + SPIN_FOR_ROOM));
+        'spin: loop {
             for _ in 0..64 {
                 if self.count.receivers.load(Ordering::Relaxed) == 0 {
-                    break 'poll;
+                    break 'spin;
                 }
                 if self.count.queued.load(Ordering::Relaxed) < self.cap {
                     msg = match self.try_send(msg) {
@@ -166,8 +173,19 @@ impl<T> Sender<T> {
                 }
                 std::hint::spin_loop();
             }
-            if Instant::now() >= poll_end {
+            if Instant::now() >= spin_end {
                 break;
+            }
+        }
+        let nap_end = deadline.map_or(start + NAP_FOR, |d| d.min(start + NAP_FOR));
+        let roomy = self.cap.saturating_sub(self.count.wake_at);
+        while self.count.receivers.load(Ordering::Relaxed) > 0 && Instant::now() < nap_end {
+            std::thread::sleep(NAP);
+            if self.count.queued.load(Ordering::Relaxed) <= roomy {
+                msg = match self.try_send(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(m) => m,
+                };
             }
         }
         let c = &self.count;
