@@ -26,21 +26,21 @@ use std::time::{Duration, Instant};
 
 pub use cb::{RecvTimeoutError, TryRecvError};
 
-/// How long a sender that found the queue full spins for room: a consumer faster than its
-/// producer (a flatstore writer between two `write`s) frees a slot within microseconds.
+/// How long a sender that found the queue full spins for room: a consumer that is only briefly
+/// behind (a flatstore writer between two `write`s) frees a slot within microseconds.
 const SPIN_FOR_ROOM: Duration = Duration::from_micros(20);
 /// Then it naps this long at a time, and tries again once `wake_at` slots are free...
 const NAP: Duration = Duration::from_micros(50);
 /// ...for up to this long, before it sleeps until the receiver wakes it.
 ///
-/// Why naps: a sleeping sender is woken by the receiver, and the scheduler wakes a thread on
-/// the waker's CPU. A raiser paced by a module's full queue was pulled onto the module
-/// thread's core at each wake-up; the two then shared one CPU, and the loop -> flatstore rate
-/// stayed at ~1.3M instead of ~2.5M events/s for a whole run. Session 5 answered with 200 µs
-/// of spinning; but a raiser paced by a syscall-bound sender (UDP) then spun all the time, a
-/// third busy thread beside the sender and its receiver on 2 CPUs (perf: 26% of the samples,
-/// half of them in the spin). A nap ends on a timer, on the sender's own CPU, and costs no CPU
-/// meanwhile; retrying only once `wake_at` slots are free lets it queue a run of messages.
+/// Why not sleep at once: a sleeping sender is woken by the receiver, and the scheduler wakes a
+/// thread on the waker's CPU. A raiser paced by a module's full queue was pulled onto the
+/// module thread's core at each wake-up; the two then shared one CPU, and the loop -> flatstore
+/// rate stayed at ~1.3M instead of ~2.5M events/s for a whole run. Why not spin all along: a
+/// raiser paced by a syscall-bound sender (UDP) then spins all the time, a third busy thread
+/// beside the sender and its receiver on 2 CPUs (perf: 26% of the samples, half of them in the
+/// spin). A nap ends on a timer, on the sender's own CPU, and costs no CPU meanwhile; retrying
+/// only once `wake_at` slots are free lets it queue a run of messages.
 const NAP_FOR: Duration = Duration::from_millis(2);
 
 struct Count {
@@ -180,7 +180,8 @@ impl<T> Sender<T> {
         let nap_end = deadline.map_or(start + NAP_FOR, |d| d.min(start + NAP_FOR));
         let roomy = self.cap.saturating_sub(self.count.wake_at);
         while self.count.receivers.load(Ordering::Relaxed) > 0 && Instant::now() < nap_end {
-            std::thread::sleep(NAP);
+            // The last nap ends at the deadline, not past it.
+            std::thread::sleep(NAP.min(nap_end.saturating_duration_since(Instant::now())));
             if self.count.queued.load(Ordering::Relaxed) <= roomy {
                 msg = match self.try_send(msg) {
                     Ok(()) => return Ok(()),
@@ -427,6 +428,28 @@ mod tests {
         assert_eq!(rx.recv(), Some(1));
         assert_eq!(sender.join().ok(), Some(Ok(())));
         assert_eq!(rx.recv(), Some(2));
+    }
+
+    #[test]
+    fn a_short_deadline_ends_the_naps_and_a_gone_receiver_ends_the_wait() {
+        let (tx, rx) = bounded(64);
+        for i in 0..64 {
+            assert_eq!(tx.try_send(i), Ok(()));
+        }
+        // Shorter than the naps: refused, and not after the naps' 2 ms plus the 100 ms of a
+        // condvar wait (the bound is loose: this checks that the wait ends, not its speed).
+        let t0 = Instant::now();
+        assert_eq!(tx.send_timeout(99, Duration::from_micros(300)), Err(99));
+        assert!(
+            t0.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t0.elapsed()
+        );
+        // A sender napping or sleeping for room gives up once the receiver is gone.
+        let t = std::thread::spawn(move || tx.send(100));
+        std::thread::sleep(Duration::from_millis(1));
+        drop(rx);
+        assert_eq!(t.join().ok(), Some(Err(100)));
     }
 
     #[test]

@@ -527,8 +527,9 @@ pub fn format_response(
 
 /// Hand `put` the `Date` value of `now`, formatted once per second per thread.
 fn with_http_date(now: SystemTime, put: impl FnOnce(&str)) {
+    use std::cell::RefCell;
     thread_local! {
-        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+        static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     LAST.with_borrow_mut(|(at, text)| {

@@ -45,13 +45,11 @@ impl MiError {
 pub type MiResult = Result<Value, MiError>;
 pub(crate) type CoreHandler = fn(&Shared, &Map<String, Value>) -> MiResult;
 
-#[derive(Clone)]
 enum Handler {
     Core(CoreHandler),
     Module(Arc<Module>),
 }
 
-#[derive(Clone)]
 struct Command {
     name: String,
     doc: String,
@@ -358,7 +356,9 @@ fn reply(id: &Value, result: MiResult) -> Vec<u8> {
             let _ = serde_json::to_writer(&mut out, &r);
         }
         Err(e) => {
-            out.extend_from_slice(format!(r#""error":{{"code":{},"message":"#, e.code).as_bytes());
+            out.extend_from_slice(br#""error":{"code":"#);
+            evi_abi::payload::int(&mut out, e.code);
+            out.extend_from_slice(br#","message":"#);
             let _ = serde_json::to_writer(&mut out, &e.message);
             if let Some(d) = e.data {
                 out.extend_from_slice(br#","data":"#);

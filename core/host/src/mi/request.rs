@@ -4,9 +4,11 @@
 //! four hashed inserts per request, then a hashed lookup per member read (callgrind: ~15% of a
 //! `raise_event` over HTTP). Only the members' values are `Value`s here; what the engine checks
 //! of them is unchanged, and so are the replies: a later duplicate member replaces an earlier
-//! one, as in a map, and any other member is skipped.
+//! one, as in a map, and any other member is parsed and dropped. Parsed, not skipped: serde's
+//! skipping neither validates UTF-8 and escapes nor range-checks numbers, and a body the old
+//! parse refused as not JSON must still be refused.
 
-use serde_core::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_core::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
 
@@ -46,7 +48,7 @@ impl<'de> Visitor<'de> for Top {
                 Member::Params => &mut req.params,
                 Member::Id => &mut req.id,
                 Member::Other => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Value>()?;
                     continue;
                 }
             };
@@ -56,7 +58,7 @@ impl<'de> Visitor<'de> for Top {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Request>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Value>()?.is_some() {}
         Ok(None)
     }
 
@@ -154,6 +156,22 @@ mod tests {
         }
         for body in ["", "{", "{\"a\":}", "{} {}", "[1,]", "\u{0}", "{\"a\":1,}"] {
             assert!(parse(body.as_bytes()).is_err(), "{body:?}");
+        }
+        // Not JSON anywhere, in a member the engine reads or not, or in a top-level array:
+        // invalid UTF-8, a lone surrogate, a number out of range.
+        for bad in [&b"\"\xff\""[..], br#""\ud800""#, b"1e400"] {
+            for body in [
+                [
+                    &br#"{"jsonrpc":"2.0","id":1,"method":"version","x":"#[..],
+                    bad,
+                    b"}",
+                ]
+                .concat(),
+                [&br#"{"id":"#[..], bad, b"}"].concat(),
+                [&b"["[..], bad, b"]"].concat(),
+            ] {
+                assert!(parse(&body).is_err(), "{}", String::from_utf8_lossy(&body));
+            }
         }
     }
 }
