@@ -47,6 +47,13 @@ impl Rig {
             .unwrap_or_else(|e| panic!("{uri}: {e}"))
     }
 
+    /// A unix receiver bound at `name` in `dir`, and a target sending to it.
+    fn unix_peer(&mut self, dir: &TempDir, name: &str) -> (UnixDatagram, Target) {
+        let path = dir.sock(name);
+        let rx = unix_receiver(&path);
+        (rx, self.parse(&format!("unix:{path}")))
+    }
+
     fn parse_err(&mut self, uri: &str) -> String {
         let (proto, body) = uri.split_once(':').unwrap_or((uri, ""));
         self.m.parse(proto, body).expect_err(uri)
@@ -217,9 +224,7 @@ fn udp_v6_loopback() {
 fn unix_sends_the_golden_bytes() {
     let mut m = module();
     let dir = TempDir::new("unix");
-    let path = dir.sock("rx.sock");
-    let rx = unix_receiver(&path);
-    let mut t = m.parse(&format!("unix:{path}"));
+    let (rx, mut t) = m.unix_peer(&dir, "rx.sock");
     assert_eq!(m.deliver(&mut t, &golden_event()), Ok(()));
     let mut buf = vec![0u8; 4096];
     let n = rx.recv(&mut buf).expect("datagram");
@@ -349,9 +354,8 @@ fn fill(m: &mut Rig, t: &mut Target, payload: &[u8]) -> (String, Duration) {
 fn unix_receiver_that_never_reads_gets_eagain_without_blocking() {
     let mut m = module();
     let dir = TempDir::new("full");
+    let (_rx, mut t) = m.unix_peer(&dir, "stuck.sock");
     let path = dir.sock("stuck.sock");
-    let _rx = unix_receiver(&path);
-    let mut t = m.parse(&format!("unix:{path}"));
     let (e, slowest) = fill(&mut m, &mut t, GOLDEN[0]);
     assert_eq!(
         e,
@@ -374,9 +378,7 @@ fn unix_receiver_that_never_reads_gets_eagain_without_blocking() {
 fn a_batch_larger_than_the_unix_queue_reaches_a_reading_receiver() {
     let mut m = module();
     let dir = TempDir::new("burst");
-    let path = dir.sock("rx.sock");
-    let rx = unix_receiver(&path);
-    let mut t = m.parse(&format!("unix:{path}"));
+    let (rx, mut t) = m.unix_peer(&dir, "rx.sock");
     let n = BATCH_MSGS;
     let reader = std::thread::spawn(move || {
         // Late by a moment, as a receiver busy elsewhere would be: the queue fills first.
@@ -424,9 +426,8 @@ fn stuck_unix_receiver_does_not_starve_others() {
 fn unix_oversized_names_size_and_limit() {
     let mut m = module();
     let dir = TempDir::new("big");
+    let (_rx, mut t) = m.unix_peer(&dir, "rx.sock");
     let path = dir.sock("rx.sock");
-    let _rx = unix_receiver(&path);
-    let mut t = m.parse(&format!("unix:{path}"));
     let e = m
         .raise(&mut t, &vec![b'x'; 4_000_000])
         .expect_err("too large");
@@ -677,9 +678,7 @@ fn free_and_destroy_send_what_is_queued() {
 fn events_larger_than_the_batch_go_out_after_it() {
     let mut m = module();
     let dir = TempDir::new("large");
-    let path = dir.sock("rx.sock");
-    let rx = unix_receiver(&path);
-    let mut t = m.parse(&format!("unix:{path}"));
+    let (rx, mut t) = m.unix_peer(&dir, "rx.sock");
     let small = [m.queue(&mut t, GOLDEN[0]), m.queue(&mut t, GOLDEN[1])];
     let big = vec![b'z'; BATCH_BYTES + 1];
     let (d, r) = m.raise_event(&mut t, &TestEvent::new("E_BIG").json(&big));

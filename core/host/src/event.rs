@@ -153,7 +153,8 @@ impl RaisedEvent {
         }
     }
 
-    fn slots(&self) -> &[Slot] {
+    /// Its params as offsets into [`RaisedEvent::bytes`] (a held copy keeps both, `hold.rs`).
+    pub(crate) fn slots(&self) -> &[Slot] {
         if self.n_slots > INLINE_PARAMS {
             return &self.heap_slots;
         }
@@ -161,7 +162,8 @@ impl RaisedEvent {
         unsafe { std::slice::from_raw_parts(self.inline_slots.as_ptr().cast(), self.n_slots) }
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// The bytes of its param names and string values.
+    pub(crate) fn bytes(&self) -> &[u8] {
         if self.n_bytes > INLINE_BYTES {
             return &self.heap_bytes;
         }
@@ -243,8 +245,8 @@ impl RaisedEvent {
 }
 
 /// What building an event again needs besides its slots and bytes: the host keeps a held
-/// event (`hold.rs`) as this plus copies of [`RaisedEvent::kept_slots`] and
-/// [`RaisedEvent::kept_bytes`] appended to rings (~0.15 KiB for 3 params, no allocation, where a
+/// event (`hold.rs`) as this plus copies of [`RaisedEvent::slots`] and
+/// [`RaisedEvent::bytes`] appended to rings (~0.15 KiB for 3 params, no allocation, where a
 /// [`RaisedEvent`] takes ~0.7 KiB). Holding the events themselves kept 100,000 of them alive
 /// beside a dead RabbitMQ: +70 MB resident, and the raiser writing every event to cold memory.
 #[derive(Clone, Copy)]
@@ -270,17 +272,9 @@ impl RaisedEvent {
         }
     }
 
-    pub(crate) fn kept_slots(&self) -> &[Slot] {
-        self.slots()
-    }
-
-    pub(crate) fn kept_bytes(&self) -> &[u8] {
-        self.bytes()
-    }
-
     /// The event again, as it was raised (same params, raise time and depth), from a kept copy:
-    /// `slots` and `bytes` are what [`RaisedEvent::kept_slots`] and
-    /// [`RaisedEvent::kept_bytes`] gave for it.
+    /// `slots` and `bytes` are what [`RaisedEvent::slots`] and
+    /// [`RaisedEvent::bytes`] gave for it.
     pub(crate) fn revive(meta: &KeptMeta, slots: &[Slot], bytes: &[u8]) -> Arc<RaisedEvent> {
         let at = |(off, len): (u32, u32)| bytes.get(off as usize..(off + len) as usize);
         let params: Vec<ParamRef<'_>> = slots
@@ -357,7 +351,7 @@ mod tests {
         large.push(ParamRef::named("big", ValueRef::Str(&big)));
         for params in [&small[..], &large[..]] {
             let ev = RaisedEvent::shared(7, "E_K", params, 1_700_000_000_123_456, 2);
-            let again = RaisedEvent::revive(&ev.kept_meta(), ev.kept_slots(), ev.kept_bytes());
+            let again = RaisedEvent::revive(&ev.kept_meta(), ev.slots(), ev.bytes());
             check(&again);
             assert_eq!(
                 (again.id, again.name, again.raised_at_us, again.depth),

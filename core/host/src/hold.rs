@@ -124,8 +124,8 @@ impl Hold {
             pushed_out += 1;
         }
         h.events.push_back(event.kept_meta());
-        h.slots.extend(event.kept_slots());
-        h.bytes.extend(event.kept_bytes());
+        h.slots.extend(event.slots());
+        h.bytes.extend(event.bytes());
         let first = pushed_out > 0 && !std::mem::replace(&mut h.pushing_out, true);
         Kept::Held { pushed_out, first }
     }
