@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 // As in the evid binary.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: evi_host::alloc::MiMalloc = evi_host::alloc::MiMalloc;
 
 /// Events raised but not yet routed before the raiser waits; below both queues' sizes.
 const IN_FLIGHT: usize = 32_768;

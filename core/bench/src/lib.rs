@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 // As in the evid binary: an event is allocated by the raiser and freed on a module thread, which
 // serialises glibc malloc (scenario 9 runs the host in this process).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: evi_host::alloc::MiMalloc = evi_host::alloc::MiMalloc;
 
 /// What to run and where.
 #[derive(Debug, Clone)]

@@ -5,10 +5,9 @@ use evi_host::loader::Library;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Events are allocated by raisers and freed on module threads; glibc malloc serialises such
-/// cross-thread frees on an arena lock, mimalloc does not.
+/// mimalloc (see `evi_host::alloc` for why).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: evi_host::alloc::MiMalloc = evi_host::alloc::MiMalloc;
 
 const USAGE: &str = "\
 usage: evid [-f FILE] [-c] [--dev] [-V] [--describe-module FILE.so]

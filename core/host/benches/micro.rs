@@ -11,7 +11,7 @@ use evi_host::{ParamRef, ValueRef};
 
 // As in the evid binary.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: evi_host::alloc::MiMalloc = evi_host::alloc::MiMalloc;
 
 /// The bench loop's event: three named params (reference §3.6), as OpenSIPS raises it.
 fn bench_params() -> [ParamRef<'static>; 3] {

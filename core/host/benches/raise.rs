@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 // As in the evid binary: events are allocated by the raiser and freed by a module thread.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: evi_host::alloc::MiMalloc = evi_host::alloc::MiMalloc;
 
 fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();

@@ -80,9 +80,9 @@ impl Shared {
                     // Held (its destination is down, its transport keeps the newest): kept
                     // here, no JSON, no job (see hold.rs).
                     if sub.stats.hold.is_on() {
-                        if let Kept::Held { pushed_out, first } = sub.stats.hold.keep(&event) {
-                            if pushed_out > 0 {
-                                crate::hold::pushed_out(sub, pushed_out, first);
+                        if let Kept::Held { count, first } = sub.stats.hold.keep(&event) {
+                            if count > 0 {
+                                crate::hold::pushed_out(sub, count, first);
                             }
                             out.queued += 1;
                             continue;

@@ -70,6 +70,39 @@ pub struct RaisedEvent {
     json: OnceLock<Vec<u8>>,
 }
 
+/// Copy `src` to `dst` without a call to `memcpy` when it is short, as param names and most
+/// values are: a raise copies each of them, and the calls (5 per event of 3 params) were
+/// ~220 of the raiser's ~1,700 instructions per event (callgrind).
+///
+/// # Safety
+/// `dst` is valid for writes of `src.len()` bytes and does not overlap `src`.
+#[inline(always)]
+pub(crate) unsafe fn copy_short(src: &[u8], dst: *mut u8) {
+    use std::ptr::{read_unaligned as rd, write_unaligned as wr};
+    let (n, s) = (src.len(), src.as_ptr());
+    // SAFETY: every read is within `src` and every write within `dst[..n]` (the caller's
+    // promise); the two words of a range overlap when it is shorter than two words.
+    unsafe {
+        match n {
+            0 => {}
+            1..=3 => {
+                *dst = *s;
+                *dst.add(n / 2) = *s.add(n / 2);
+                *dst.add(n - 1) = *s.add(n - 1);
+            }
+            4..=7 => {
+                wr(dst.cast::<u32>(), rd(s.cast::<u32>()));
+                wr(dst.add(n - 4).cast::<u32>(), rd(s.add(n - 4).cast::<u32>()));
+            }
+            8..=16 => {
+                wr(dst.cast::<u64>(), rd(s.cast::<u64>()));
+                wr(dst.add(n - 8).cast::<u64>(), rd(s.add(n - 8).cast::<u64>()));
+            }
+            _ => std::ptr::copy_nonoverlapping(s, dst, n),
+        }
+    }
+}
+
 impl RaisedEvent {
     /// The event for `params`, built in its shared allocation.
     pub fn shared(
@@ -118,7 +151,7 @@ impl RaisedEvent {
             let mut push = |b: &[u8]| -> (u32, u32) {
                 let off = n_bytes;
                 if size <= INLINE_BYTES {
-                    std::ptr::copy_nonoverlapping(b.as_ptr(), inline_bytes.add(off), b.len());
+                    copy_short(b, inline_bytes.add(off));
                 } else {
                     heap_bytes.extend_from_slice(b);
                 }
@@ -358,6 +391,21 @@ mod tests {
                 (7, "E_K", 1_700_000_000_123_456, 2)
             );
             assert_eq!(again.json(), ev.json());
+        }
+    }
+
+    #[test]
+    fn short_copies_write_exactly_their_bytes() {
+        let src: Vec<u8> = (1..=40).collect();
+        for n in 0..=40 {
+            let mut dst = [0u8; 48];
+            // SAFETY: `dst` has room for 40 bytes at offset 3.
+            unsafe { copy_short(&src[..n], dst.as_mut_ptr().add(3)) };
+            assert_eq!(&dst[3..3 + n], &src[..n], "{n} bytes");
+            assert!(
+                dst[..3].iter().chain(&dst[3 + n..]).all(|&b| b == 0),
+                "{n}: spilled"
+            );
         }
     }
 }

@@ -19,6 +19,11 @@ use std::sync::{Arc, Mutex};
 pub const PUSHED_OUT: &str =
     "dropped: held while the destination is down, pushed out by newer events (the transport keeps the newest)";
 
+/// Push-outs are added to the shared failure counts in batches of this many: two atomic adds
+/// per held event were a tenth of its cost. Statistics readers count the rest first
+/// ([`settle`]), so what they show is exact.
+const COUNT_EVERY: u64 = 256;
+
 /// One subscriber's hold. Empty and off unless its transport called `delivery_hold`.
 #[derive(Default)]
 pub(crate) struct Hold {
@@ -37,11 +42,19 @@ struct Held {
     bytes: VecDeque<u8>,
     /// Whether this hold has pushed an event out yet (the reason is recorded once per hold).
     pushing_out: bool,
+    /// Events pushed out and not yet in the failure counts (see [`COUNT_EVERY`]).
+    uncounted: u64,
     /// The subscription is being freed: no hold may start again (its events would outlive it).
     closed: bool,
 }
 
 impl Held {
+    fn push(&mut self, event: &RaisedEvent) {
+        self.events.push_back(event.kept_meta());
+        self.slots.extend(event.slots());
+        self.bytes.extend(event.bytes());
+    }
+
     fn pop_oldest(&mut self) {
         if let Some(m) = self.events.pop_front() {
             self.slots.drain(..m.n_slots as usize);
@@ -74,8 +87,9 @@ impl Held {
 
 /// What [`Hold::keep`] did with an event.
 pub(crate) enum Kept {
-    /// Held; `pushed_out` older events were dropped to make room (`first`: the hold's first).
-    Held { pushed_out: u64, first: bool },
+    /// Held; `count` older events pushed out to make room are to be counted now (`first`: the
+    /// hold's first push-out).
+    Held { count: u64, first: bool },
     /// Not holding (released meanwhile): queue it as usual.
     No,
 }
@@ -123,22 +137,41 @@ impl Hold {
             h.pop_oldest();
             pushed_out += 1;
         }
-        h.events.push_back(event.kept_meta());
-        h.slots.extend(event.slots());
-        h.bytes.extend(event.bytes());
+        h.push(event);
+        h.uncounted += pushed_out;
         let first = pushed_out > 0 && !std::mem::replace(&mut h.pushing_out, true);
-        Kept::Held { pushed_out, first }
+        let count = if first || h.uncounted >= COUNT_EVERY {
+            std::mem::take(&mut h.uncounted)
+        } else {
+            0
+        };
+        Kept::Held { count, first }
+    }
+
+    /// Take the push-outs not yet counted.
+    fn uncounted(&self) -> u64 {
+        if !self.is_on() {
+            // `release` took them before turning the hold off.
+            return 0;
+        }
+        std::mem::take(&mut self.lock().uncounted)
     }
 
     /// End the hold: `deliver` gets the held events in raise order, under the lock, so that no
     /// raise can queue a newer event before them. `close`: for good (the subscription goes).
-    pub(crate) fn release(&self, close: bool, deliver: impl FnOnce(VecDeque<Arc<RaisedEvent>>)) {
+    /// Returns the push-outs not counted yet.
+    pub(crate) fn release(
+        &self,
+        close: bool,
+        deliver: impl FnOnce(VecDeque<Arc<RaisedEvent>>),
+    ) -> u64 {
         let mut h = self.lock();
         h.closed |= close;
         let events = h.revive_all();
         h.pushing_out = false;
         deliver(events);
         self.on.store(false, Ordering::Release);
+        std::mem::take(&mut h.uncounted)
     }
 }
 
@@ -174,9 +207,9 @@ impl crate::host::Shared {
     }
 }
 
-/// Count `n` held events of `sub` pushed out by newer ones. On the raiser's path for every
-/// event of an outage: two counts; the reason is recorded on the hold's `first` push-out, and
-/// a line logged at most every 1,024 push-outs and once a second.
+/// Count `n` held events of `sub` pushed out by newer ones: on the raiser's path once per
+/// [`COUNT_EVERY`] events of an outage. The reason is recorded on the hold's `first` push-out,
+/// and a line logged at most every 1,024 push-outs and once a second.
 pub(crate) fn pushed_out(sub: &Subscriber, n: u64, first: bool) {
     let before = sub.stats.failed.fetch_add(n, Ordering::Relaxed);
     sub.module.failed.fetch_add(n, Ordering::Relaxed);
@@ -195,14 +228,27 @@ pub(crate) fn pushed_out(sub: &Subscriber, n: u64, first: bool) {
 /// raise; end the hold. A no-op when nothing is held.
 pub(crate) fn release(sub: &Arc<Subscriber>) {
     if sub.stats.hold.is_on() {
-        sub.stats.hold.release(false, |events| deliver(sub, events));
+        let n = sub.stats.hold.release(false, |events| deliver(sub, events));
+        count_late(sub, n);
+    }
+}
+
+/// Bring `sub`'s failure counts up to date with its hold's push-outs (statistics readers).
+pub(crate) fn settle(sub: &Subscriber) {
+    count_late(sub, sub.stats.hold.uncounted());
+}
+
+fn count_late(sub: &Subscriber, n: u64) {
+    if n > 0 {
+        pushed_out(sub, n, false);
     }
 }
 
 /// As [`release`], for a subscription being freed: its module may no longer hold it (a hold
 /// started after this, by an event queued before the free, would keep events no one releases).
 pub(crate) fn close(sub: &Arc<Subscriber>) {
-    sub.stats.hold.release(true, |events| deliver(sub, events));
+    let n = sub.stats.hold.release(true, |events| deliver(sub, events));
+    count_late(sub, n);
 }
 
 fn deliver(sub: &Arc<Subscriber>, events: VecDeque<Arc<RaisedEvent>>) {
@@ -231,20 +277,25 @@ mod tests {
     fn the_newest_are_kept_and_come_back_as_raised() {
         let hold = Hold::default();
         hold.start(3);
-        let mut pushed = 0;
+        let mut counted = 0;
         for i in 0..50 {
             match hold.keep(&event(i)) {
-                Kept::Held { pushed_out, .. } => pushed += pushed_out,
+                Kept::Held { count, .. } => counted += count,
                 Kept::No => panic!("not held"),
             }
         }
-        assert_eq!((pushed, hold.len()), (47, 3));
+        // The first push-out is counted at once, the rest in batches or when settled.
+        assert_eq!((counted, hold.len()), (1, 3));
+        assert_eq!(hold.uncounted(), 46);
+        assert_eq!(hold.uncounted(), 0);
+        hold.keep(&event(50));
         let mut back = Vec::new();
-        hold.release(false, |events| back.extend(events));
+        assert_eq!(hold.release(false, |events| back.extend(events)), 1);
         assert!(!hold.is_on());
-        let want: Vec<Vec<u8>> = (47..50).map(|i| event(i).json().to_vec()).collect();
+        let want: Vec<Vec<u8>> = (48..51).map(|i| event(i).json().to_vec()).collect();
         let got: Vec<Vec<u8>> = back.iter().map(|e| e.json().to_vec()).collect();
         assert_eq!(got, want);
-        assert_eq!(back[2].raised_at_us, 49);
+        assert_eq!(back[2].raised_at_us, 50);
+        assert_eq!(hold.uncounted(), 0);
     }
 }

@@ -6,6 +6,7 @@
 //! requests ([`mi`]) for the MI transport modules. [`config`] turns a parsed script into a running
 //! [`Host`].
 
+pub mod alloc;
 pub mod clock;
 pub mod config;
 pub mod dispatch;

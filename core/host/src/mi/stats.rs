@@ -57,6 +57,12 @@ fn with_all<R>(s: &Shared, f: impl FnOnce(Vec<Stat<'_>>) -> R) -> R {
     let events = s.registry.events();
     let modules = s.modules.read().unwrap_or_else(|p| p.into_inner()).clone();
     let now = s.clock.now();
+    for e in events.iter() {
+        e.subscribers
+            .load()
+            .iter()
+            .for_each(|x| crate::hold::settle(x));
+    }
     let mut out = Vec::new();
     let raised: u64 = events
         .iter()
@@ -220,6 +226,7 @@ fn subscriber_stats(s: &Shared, p: &Map<String, Value>) -> MiResult {
         .filter(|e| only.as_deref().is_none_or(|o| o == e.name))
     {
         for sub in e.subscribers.load().iter() {
+            crate::hold::settle(sub);
             let st = &sub.stats;
             list.push(json!({
                 "event": e.name,
