@@ -353,6 +353,13 @@ impl Host {
                 for m in self.modules() {
                     let _ = m.call(|_| ());
                 }
+                // Holds count their push-outs in batches: bring every count up to date.
+                for e in self.shared.registry.events().iter() {
+                    e.subscribers
+                        .load()
+                        .iter()
+                        .for_each(|s| crate::hold::settle(s));
+                }
                 return true;
             }
             if std::time::Instant::now() > deadline {
