@@ -53,7 +53,9 @@ fn scenarios_1_2_6_9_count_every_event_and_write_csv_and_svg() {
     assert!(
         dead.is_some_and(|r| r.notes.starts_with("median of 2 rounds (")
             && r.notes
-                .contains("per round, share of the flatstore loop alone: ")),
+                .contains("per round, share of the flatstore loop alone: ")
+            && r.notes.ends_with("%)")
+            && r.notes.contains(" (median ")),
         "{dead:?}"
     );
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();

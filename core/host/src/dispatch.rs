@@ -1,6 +1,6 @@
 //! The raise path: snapshot → one shared event → one queued job per live subscriber.
 
-use crate::event::{ParamRef, RaisedEvent};
+use crate::event::{AsParamRef, RaisedEvent};
 use crate::hold::Kept;
 use crate::host::Shared;
 use crate::registry::Subscriber;
@@ -42,7 +42,7 @@ pub(crate) fn in_route<R>(depth: u32, f: impl FnOnce() -> R) -> R {
 impl Shared {
     /// Raise event `id`. Never blocks: each subscriber's module queue either takes the event or
     /// the drop is counted on that subscriber.
-    pub(crate) fn raise(&self, id: u32, params: &[ParamRef<'_>]) -> Result<Raised, String> {
+    pub(crate) fn raise<P: AsParamRef>(&self, id: u32, params: &[P]) -> Result<Raised, String> {
         let depth = ROUTE_DEPTH.with(|d| d.get());
         if depth >= MAX_ROUTE_DEPTH {
             let name = self.registry.with_event(id, |e| e.name).unwrap_or("?");

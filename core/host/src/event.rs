@@ -21,6 +21,20 @@ pub struct ParamRef<'a> {
     pub value: ValueRef<'a>,
 }
 
+/// Anything a raise reads its params from: [`ParamRef`]s, or a caller's own param type viewed
+/// in place (the script's `ScriptParam`), so that no array of views is filled per raise (that
+/// array was ~70 instructions of a script raise).
+pub trait AsParamRef {
+    fn param_ref(&self) -> ParamRef<'_>;
+}
+
+impl AsParamRef for ParamRef<'_> {
+    #[inline(always)]
+    fn param_ref(&self) -> ParamRef<'_> {
+        *self
+    }
+}
+
 impl<'a> ParamRef<'a> {
     pub fn named(name: &'a str, value: ValueRef<'a>) -> Self {
         ParamRef {
@@ -105,16 +119,17 @@ pub(crate) unsafe fn copy_short(src: &[u8], dst: *mut u8) {
 
 impl RaisedEvent {
     /// The event for `params`, built in its shared allocation.
-    pub fn shared(
+    pub fn shared<P: AsParamRef>(
         id: u32,
         name: &'static str,
-        params: &[ParamRef<'_>],
+        params: &[P],
         raised_at_us: i64,
         depth: u32,
     ) -> Arc<RaisedEvent> {
         let size: usize = params
             .iter()
             .map(|p| {
+                let p = p.param_ref();
                 p.name.map_or(0, str::len)
                     + if let ValueRef::Str(s) = p.value {
                         s.len()
@@ -160,6 +175,7 @@ impl RaisedEvent {
             };
             let inline_slots = addr_of_mut!((*p).inline_slots).cast::<Slot>();
             for (i, param) in params.iter().enumerate() {
+                let param = param.param_ref();
                 let name = push(param.name.unwrap_or("").as_bytes());
                 let (kind, int, value) = match param.value {
                     ValueRef::Null => (EVI_VALUE_NULL, 0, (0, 0)),

@@ -2,7 +2,7 @@
 //! `event_route` blocks for the route transport.
 
 use crate::dispatch::in_route;
-use crate::event::{ParamRef, ValueRef};
+use crate::event::{AsParamRef, ParamRef, ValueRef};
 use crate::host::Shared;
 use crate::loader::ModuleInfo;
 use evi_abi::{EviEvent, EVI_VALUE_INT, EVI_VALUE_STR};
@@ -13,6 +13,21 @@ use evi_script::{
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
+
+/// A script's params are raised as they are: the event copies them once, with no views built.
+impl AsParamRef for ScriptParam {
+    #[inline(always)]
+    fn param_ref(&self) -> ParamRef<'_> {
+        ParamRef {
+            name: self.name.as_deref(),
+            value: match &self.value {
+                ScriptValue::Null => ValueRef::Null,
+                ScriptValue::Int(i) => ValueRef::Int(*i),
+                ScriptValue::Str(s) => ValueRef::Str(s.as_bytes()),
+            },
+        }
+    }
+}
 
 /// What `check` knows: the interpreter's functions and those the loaded modules export.
 pub fn functions<'a>(modules: impl IntoIterator<Item = &'a ModuleInfo>) -> Vec<FunctionSpec> {
@@ -104,27 +119,7 @@ impl ScriptHost for Shared {
             .registry
             .lookup(event)
             .ok_or_else(|| format!("unknown event {event}"))?;
-        fn view(p: &ScriptParam) -> ParamRef<'_> {
-            ParamRef {
-                name: p.name.as_deref(),
-                value: match &p.value {
-                    ScriptValue::Null => ValueRef::Null,
-                    ScriptValue::Int(i) => ValueRef::Int(*i),
-                    ScriptValue::Str(s) => ValueRef::Str(s.as_bytes()),
-                },
-            }
-        }
-        // The views on the stack for the usual few params: no allocation per raise.
-        const ON_STACK: usize = 8;
-        if params.len() <= ON_STACK {
-            let mut refs = [ParamRef::positional(ValueRef::Null); ON_STACK];
-            for (r, p) in refs.iter_mut().zip(params) {
-                *r = view(p);
-            }
-            return self.raise(id, &refs[..params.len()]).map(|_| ());
-        }
-        let refs: Vec<ParamRef<'_>> = params.iter().map(view).collect();
-        self.raise(id, &refs).map(|_| ())
+        self.raise(id, params).map(|_| ())
     }
 
     /// A module's script function, run on the module's thread (this thread waits, bounded).

@@ -84,13 +84,21 @@ fn median(mut rows: Vec<Row>) -> Row {
 }
 
 /// Per round, `row`'s value as a percentage of `base`'s (the same round's baseline).
+/// Each round's `rows` value as a share of the same round's `base`, and their median: a pair
+/// run back to back shares the VM's mood, so the median share is steadier than the ratio of
+/// the two medians when single rounds swing by 2x.
 fn per_round(rows: &[Row], base: &[Row]) -> String {
-    let pct: Vec<String> = rows
+    let mut shares: Vec<f64> = rows
         .iter()
         .zip(base)
-        .map(|(r, b)| format!("{:.0}%", 100.0 * r.value / b.value.max(1.0)))
+        .map(|(r, b)| 100.0 * r.value / b.value.max(1.0))
         .collect();
-    pct.join(", ")
+    let listed: Vec<String> = shares.iter().map(|p| format!("{p:.0}%")).collect();
+    shares.sort_by(f64::total_cmp);
+    match shares.get(shares.len() / 2) {
+        Some(mid) if shares.len() > 1 => format!("{} (median {mid:.0}%)", listed.join(", ")),
+        _ => listed.join(", "),
+    }
 }
 
 fn rate(count: u64, from: Instant, to: Instant) -> f64 {
