@@ -83,10 +83,10 @@ fn median(mut rows: Vec<Row>) -> Row {
     row
 }
 
-/// Per round, `row`'s value as a percentage of `base`'s (the same round's baseline).
 /// Each round's `rows` value as a share of the same round's `base`, and their median: a pair
-/// run back to back shares the VM's mood, so the median share is steadier than the ratio of
-/// the two medians when single rounds swing by 2x.
+/// run back to back shares the VM's state, so the median share is steadier than the ratio of
+/// the two medians when single rounds swing by 2x (an even count takes the upper middle, as
+/// `median` does).
 fn per_round(rows: &[Row], base: &[Row]) -> String {
     let mut shares: Vec<f64> = rows
         .iter()
