@@ -9,7 +9,7 @@
 //! The result is the same as dropping the oldest: the module's own buffer still holds its
 //! older events, and the held ones push them out when they arrive after the release.
 
-use crate::event::{KeptMeta, RaisedEvent, Slot};
+use crate::event::{Compact, KeptMeta, RaisedEvent, Slot};
 use crate::registry::{Own, Subscriber};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,9 +35,10 @@ pub(crate) struct Hold {
 #[derive(Default)]
 struct Held {
     max: usize,
-    /// The held events, oldest first, packed into three rings: appending one and dropping the
-    /// oldest allocate nothing (two allocations and two frees per event with boxed copies).
-    events: VecDeque<KeptMeta>,
+    /// The held events, oldest first: small ones in one record each, larger ones as a header
+    /// here and their params packed into two rings. Appending one and dropping the oldest
+    /// allocate nothing (two allocations and two frees per event with boxed copies).
+    events: VecDeque<HeldEvent>,
     slots: VecDeque<Slot>,
     bytes: VecDeque<u8>,
     /// Whether this hold has pushed an event out yet (the reason is recorded once per hold).
@@ -48,15 +49,27 @@ struct Held {
     closed: bool,
 }
 
+// The record is inline on purpose: boxing it would bring back an allocation per held event.
+#[allow(clippy::large_enum_variant)]
+enum HeldEvent {
+    Compact(Compact),
+    /// Too large for a record: its slots and bytes are in the rings.
+    Spilled(KeptMeta),
+}
+
 impl Held {
     fn push(&mut self, event: &RaisedEvent) {
-        self.events.push_back(event.kept_meta());
+        if let Some(c) = event.compact() {
+            self.events.push_back(HeldEvent::Compact(c));
+            return;
+        }
+        self.events.push_back(HeldEvent::Spilled(event.kept_meta()));
         self.slots.extend(event.slots());
         self.bytes.extend(event.bytes());
     }
 
     fn pop_oldest(&mut self) {
-        if let Some(m) = self.events.pop_front() {
+        if let Some(HeldEvent::Spilled(m)) = self.events.pop_front() {
             self.slots.drain(..m.n_slots as usize);
             self.bytes.drain(..m.n_bytes as usize);
         }
@@ -71,15 +84,18 @@ impl Held {
         let (mut s, mut b) = (0, 0);
         events
             .iter()
-            .map(|m| {
-                let (ns, nb) = (m.n_slots as usize, m.n_bytes as usize);
-                let ev = RaisedEvent::revive(
-                    m,
-                    slots.get(s..s + ns).unwrap_or_default(),
-                    bytes.get(b..b + nb).unwrap_or_default(),
-                );
-                (s, b) = (s + ns, b + nb);
-                ev
+            .map(|e| match e {
+                HeldEvent::Compact(c) => c.revive(),
+                HeldEvent::Spilled(m) => {
+                    let (ns, nb) = (m.n_slots as usize, m.n_bytes as usize);
+                    let ev = RaisedEvent::revive(
+                        m,
+                        slots.get(s..s + ns).unwrap_or_default(),
+                        bytes.get(b..b + nb).unwrap_or_default(),
+                    );
+                    (s, b) = (s + ns, b + nb);
+                    ev
+                }
             })
             .collect()
     }
@@ -297,5 +313,32 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(back[2].raised_at_us, 50);
         assert_eq!(hold.uncounted(), 0);
+    }
+
+    /// Small events (one record each) and large ones (params in the rings) interleaved, held
+    /// past several push-outs: all come back in raise order with their params.
+    #[test]
+    fn records_and_spilled_events_come_back_in_order() {
+        let hold = Hold::default();
+        hold.start(17);
+        let big = vec![b'x'; 200];
+        let raise = |i: usize| {
+            let p = [
+                ParamRef::named("i", ValueRef::Int(i as i64)),
+                ParamRef::named(
+                    "s",
+                    ValueRef::Str(if i.is_multiple_of(3) { &big } else { b"ab" }),
+                ),
+            ];
+            RaisedEvent::shared(1, "E_M", &p[..1 + (i % 2)], i as i64, 0)
+        };
+        for i in 0..100 {
+            assert!(matches!(hold.keep(&raise(i)), Kept::Held { .. }));
+        }
+        let mut back = Vec::new();
+        hold.release(false, |events| back.extend(events));
+        let want: Vec<Vec<u8>> = (83..100).map(|i| raise(i).json().to_vec()).collect();
+        let got: Vec<Vec<u8>> = back.iter().map(|e| e.json().to_vec()).collect();
+        assert_eq!(got, want);
     }
 }
