@@ -294,8 +294,8 @@ impl RaisedEvent {
 }
 
 /// What building an event again needs besides its slots and bytes: the host keeps a held
-/// event (`hold.rs`) as this plus copies of [`RaisedEvent::slots`] and
-/// [`RaisedEvent::bytes`] appended to rings (~0.15 KiB for 3 params, no allocation, where a
+/// event (`hold.rs`) too large for a [`Compact`] record as this plus copies of
+/// [`RaisedEvent::slots`] and [`RaisedEvent::bytes`] appended to rings (no allocation, where a
 /// [`RaisedEvent`] takes ~0.7 KiB). Holding the events themselves kept 100,000 of them alive
 /// beside a dead RabbitMQ: +70 MB resident, and the raiser writing every event to cold memory.
 #[derive(Clone, Copy)]
@@ -365,6 +365,8 @@ impl RaisedEvent {
 /// The largest event a [`Compact`] record holds: the usual few short params.
 const COMPACT_PARAMS: usize = 4;
 const COMPACT_BYTES: usize = 96;
+// A record is copied from the inline room, which `revive`'s safety relies on.
+const _: () = assert!(COMPACT_PARAMS <= INLINE_PARAMS && COMPACT_BYTES <= INLINE_BYTES);
 
 /// A held event (`hold.rs`) in one fixed-size record, kept and dropped by a move. Why: appended
 /// to rings as [`KeptMeta`] + slots + bytes, a held event cost the raiser two `VecDeque`

@@ -278,9 +278,12 @@ mod tests {
     use super::*;
     use crate::event::{ParamRef, ValueRef};
 
-    /// Event `i` with `i % 4` params of varying sizes, so the rings wrap unevenly.
+    /// Event `i` with `i % 4` params of varying sizes: from `i` = 12 on, those with words are
+    /// too large for a record, so the rings wrap unevenly between records.
     fn event(i: usize) -> Arc<RaisedEvent> {
-        let words: Vec<Vec<u8>> = (0..i % 4).map(|k| vec![b'a' + k as u8; i + k]).collect();
+        let words: Vec<Vec<u8>> = (0..i % 4)
+            .map(|k| vec![b'a' + k as u8; 8 * i + k])
+            .collect();
         let params: Vec<ParamRef<'_>> = words
             .iter()
             .map(|w| ParamRef::named("w", ValueRef::Str(w)))
