@@ -91,7 +91,7 @@ pub struct RaisedEvent {
 /// # Safety
 /// `dst` is valid for writes of `src.len()` bytes and does not overlap `src`.
 #[inline(always)]
-pub(crate) unsafe fn copy_short(src: &[u8], dst: *mut u8) {
+unsafe fn copy_short(src: &[u8], dst: *mut u8) {
     use std::ptr::{read_unaligned as rd, write_unaligned as wr};
     let (n, s) = (src.len(), src.as_ptr());
     // SAFETY: every read is within `src` and every write within `dst[..n]` (the caller's
@@ -371,7 +371,7 @@ const _: () = assert!(COMPACT_PARAMS <= INLINE_PARAMS && COMPACT_BYTES <= INLINE
 /// A held event (`hold.rs`) in one fixed-size record, kept and dropped by a move. Why: appended
 /// to rings as [`KeptMeta`] + slots + bytes, a held event cost the raiser two `VecDeque`
 /// extends and two drains, ~220 of its ~300 instructions, beside a dead destination where
-/// every event is held. Cost: ~0.26 KiB per held event where the rings take ~0.15 KiB for 3
+/// every event is held. Cost: ~0.27 KiB per held event where the rings take ~0.15 KiB for 3
 /// params; larger events still go to the rings.
 #[derive(Clone, Copy)]
 pub(crate) struct Compact {

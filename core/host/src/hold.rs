@@ -10,7 +10,7 @@
 //! older events, and the held ones push them out when they arrive after the release.
 
 use crate::event::{Compact, KeptMeta, RaisedEvent, Slot};
-use crate::registry::{Own, Subscriber};
+use crate::registry::{EventEntry, Own, Subscriber};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,7 +165,7 @@ impl Hold {
     }
 
     /// Take the push-outs not yet counted.
-    fn uncounted(&self) -> u64 {
+    fn take_uncounted(&self) -> u64 {
         if !self.is_on() {
             // `release` took them before turning the hold off.
             return 0;
@@ -251,7 +251,14 @@ pub(crate) fn release(sub: &Arc<Subscriber>) {
 
 /// Bring `sub`'s failure counts up to date with its hold's push-outs (statistics readers).
 pub(crate) fn settle(sub: &Subscriber) {
-    count_late(sub, sub.stats.hold.uncounted());
+    count_late(sub, sub.stats.hold.take_uncounted());
+}
+
+/// [`settle`] every subscriber of `events`.
+pub(crate) fn settle_all(events: &[Arc<EventEntry>]) {
+    for e in events {
+        e.subscribers.load().iter().for_each(|s| settle(s));
+    }
 }
 
 fn count_late(sub: &Subscriber, n: u64) {
@@ -305,8 +312,8 @@ mod tests {
         }
         // The first push-out is counted at once, the rest in batches or when settled.
         assert_eq!((counted, hold.len()), (1, 3));
-        assert_eq!(hold.uncounted(), 46);
-        assert_eq!(hold.uncounted(), 0);
+        assert_eq!(hold.take_uncounted(), 46);
+        assert_eq!(hold.take_uncounted(), 0);
         hold.keep(&event(50));
         let mut back = Vec::new();
         assert_eq!(hold.release(false, |events| back.extend(events)), 1);
@@ -315,7 +322,7 @@ mod tests {
         let got: Vec<Vec<u8>> = back.iter().map(|e| e.json().to_vec()).collect();
         assert_eq!(got, want);
         assert_eq!(back[2].raised_at_us, 50);
-        assert_eq!(hold.uncounted(), 0);
+        assert_eq!(hold.take_uncounted(), 0);
     }
 
     /// Small events (one record each) and large ones (params in the rings) interleaved, held

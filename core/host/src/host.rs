@@ -354,12 +354,7 @@ impl Host {
                     let _ = m.call(|_| ());
                 }
                 // Holds count their push-outs in batches: bring every count up to date.
-                for e in self.shared.registry.events().iter() {
-                    e.subscribers
-                        .load()
-                        .iter()
-                        .for_each(|s| crate::hold::settle(s));
-                }
+                crate::hold::settle_all(&self.shared.registry.events());
                 return true;
             }
             if std::time::Instant::now() > deadline {

@@ -57,12 +57,7 @@ fn with_all<R>(s: &Shared, f: impl FnOnce(Vec<Stat<'_>>) -> R) -> R {
     let events = s.registry.events();
     let modules = s.modules.read().unwrap_or_else(|p| p.into_inner()).clone();
     let now = s.clock.now();
-    for e in events.iter() {
-        e.subscribers
-            .load()
-            .iter()
-            .for_each(|x| crate::hold::settle(x));
-    }
+    crate::hold::settle_all(&events);
     let mut out = Vec::new();
     let raised: u64 = events
         .iter()
