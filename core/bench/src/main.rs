@@ -20,6 +20,7 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 fn main() {
+    evi_host::alloc::tune();
     let mut quick = false;
     let mut out = None;
     let mut only = Vec::new();

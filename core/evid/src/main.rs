@@ -63,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    evi_host::alloc::tune();
     let Args { mode, file, dev } = match parse_args() {
         Ok(x) => x,
         Err(e) => {

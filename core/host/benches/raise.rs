@@ -151,6 +151,7 @@ fn counts(host: &Host) -> String {
 }
 
 fn main() {
+    evi_host::alloc::tune();
     let n = arg("EVID_BENCH_N", 1_000_000);
     let k = arg("EVID_BENCH_K", 3);
     let dir = std::env::temp_dir().join(format!("evid-bench-{}", std::process::id()));
