@@ -21,23 +21,30 @@ use std::ffi::{c_int, c_long, c_void};
 const PAGE_RECLAIM_ON_FREE: c_int = 35;
 
 extern "C" {
+    fn mi_version() -> c_int;
     fn mi_option_set_default(option: c_int, value: c_long);
     #[cfg(test)]
     fn mi_option_get(option: c_int) -> c_long;
 }
 
 /// Let a thread that frees into another thread's abandoned page take that page over. Call
-/// once, first thing in `main`, before any thread starts.
+/// once, first thing in `main`. Does nothing on a mimalloc older than v3 (another enum).
 ///
 /// Why: a module thread frees the events a raiser allocated, and a raiser that runs ahead of it
 /// abandons the pages they sit in. By default every free into such a page claims it, collects
 /// it and lets it go again (~155 instructions and several atomics per event, callgrind, loop
-/// → flatstore); taking the page over makes the page's later frees local (~80 per event). A
-/// page taken over goes back to the arena when its last block is freed, so memory stays
-/// shared. `MIMALLOC_PAGE_RECLAIM_ON_FREE` still overrides this default.
+/// → flatstore); taking the page over makes the page's later frees local (~80 per event).
+/// mimalloc takes a page over only while it is at most 7/8 full and the freeing thread owns at
+/// most 16 pages of that size; the page then serves only that thread until its last block is
+/// freed and it returns to the arena. `MIMALLOC_PAGE_RECLAIM_ON_FREE` still overrides this.
 pub fn tune() {
-    // SAFETY: plain C calls that set a process-wide option value.
-    unsafe { mi_option_set_default(PAGE_RECLAIM_ON_FREE, 1) }
+    // SAFETY: plain C calls: a version read and a process-wide option's default.
+    unsafe {
+        // `MI_MALLOC_VERSION`: major, then two digits each of minor and patch.
+        if mi_version() >= 30000 {
+            mi_option_set_default(PAGE_RECLAIM_ON_FREE, 1)
+        }
+    }
 }
 
 /// Every `mi_malloc` block is aligned to a machine word at least.
@@ -93,12 +100,25 @@ unsafe impl GlobalAlloc for MiMalloc {
 mod tests {
     use super::*;
 
-    /// `PAGE_RECLAIM_ON_FREE` is the option `tune` means: its neighbours keep v3's defaults
-    /// (`page_full_retain` 2, `page_max_candidates` 4), and `tune` sets it.
+    /// `PAGE_RECLAIM_ON_FREE` is the option `tune` means: it and its neighbours have v3's
+    /// defaults (`page_reclaim_on_free` 0, `page_full_retain` 2, `page_max_candidates` 4),
+    /// and `tune` sets it.
     #[test]
     fn tune_sets_page_reclaim_on_free() {
+        let set_outside = [
+            "PAGE_RECLAIM_ON_FREE",
+            "PAGE_FULL_RETAIN",
+            "PAGE_MAX_CANDIDATES",
+        ]
+        .iter()
+        .any(|o| std::env::var_os(format!("MIMALLOC_{o}")).is_some());
+        if set_outside {
+            return;
+        }
         // SAFETY: reads of process-wide option values.
         unsafe {
+            assert!(mi_version() >= 30000);
+            assert_eq!(mi_option_get(PAGE_RECLAIM_ON_FREE), 0);
             assert_eq!(mi_option_get(PAGE_RECLAIM_ON_FREE + 1), 2);
             assert_eq!(mi_option_get(PAGE_RECLAIM_ON_FREE + 2), 4);
             tune();

@@ -340,6 +340,7 @@ mod tests {
     fn a_started_hold_fills_without_growing() {
         let hold = Hold::default();
         hold.start(1000);
+        assert!(hold.lock().events.capacity() >= 1000);
         let buffer = |h: &Hold| h.lock().events.as_slices().0.as_ptr() as usize;
         hold.keep(&event(0));
         let at = buffer(&hold);
