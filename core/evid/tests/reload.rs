@@ -4,7 +4,7 @@
 use evi_testkit::{fixture_path, module_path, wait_for, Daemon};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn read(p: &std::path::Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
@@ -90,12 +90,8 @@ fn reloads_under_load_lose_nothing_and_leak_nothing() {
     assert!(raised > 100, "the client raised only {raised} events");
     // A replaced module thread, or an MI connection thread of the client that just stopped,
     // may still be on its way out: a leaked thread is one that stays.
-    let settled = Instant::now() + Duration::from_secs(3);
-    while count(&tasks) > threads0 + 1 && Instant::now() < settled {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert!(
-        count(&tasks) <= threads0 + 1,
+        wait_for(Duration::from_secs(3), || count(&tasks) <= threads0 + 1),
         "threads {threads0} -> {}: {:?}",
         count(&tasks),
         thread_names(&tasks)
