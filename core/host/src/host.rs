@@ -44,8 +44,11 @@ pub(crate) struct Shared {
     /// Set once start-up (modules, `startup_route`) is done; MI requests wait for it, so a
     /// client never sees a half-configured daemon.
     pub ready: (std::sync::Mutex<bool>, std::sync::Condvar),
-    /// What MI clients may subscribe, and MI request limits.
-    pub policy: RwLock<crate::policy::Policy>,
+    /// `ready`'s flag once set, read without the lock: every MI request checks it.
+    ready_now: std::sync::atomic::AtomicBool,
+    /// What MI clients may subscribe, and MI request limits. Read on every MI request: an
+    /// `ArcSwap`, not a lock, so that connection threads do not all write one lock word.
+    pub policy: arc_swap::ArcSwap<crate::policy::Policy>,
     /// How long a raiser that is not a module thread waits for room in a full module queue
     /// (`evi_raise_wait`, ms; 0 = never wait).
     pub raise_wait_ms: std::sync::atomic::AtomicU64,
@@ -113,6 +116,7 @@ impl Host {
             stopping: AtomicBool::new(false),
             queue_size: queue_size.max(1),
             ready: Default::default(),
+            ready_now: Default::default(),
             script: Default::default(),
             dev: AtomicBool::new(false),
             members: Default::default(),
@@ -274,11 +278,7 @@ impl Host {
 
     /// Set the MI subscription policy and request limits.
     pub fn set_policy(&self, policy: crate::policy::Policy) {
-        *self
-            .shared
-            .policy
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = policy;
+        self.shared.policy.store(Arc::new(policy));
     }
 
     /// Give the host the config's script (once): `event_route` blocks run from it.
@@ -334,6 +334,7 @@ impl Host {
     pub fn set_ready(&self) {
         let (lock, cv) = &self.shared.ready;
         *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.shared.ready_now.store(true, Ordering::Release);
         cv.notify_all();
     }
 
@@ -463,6 +464,9 @@ impl Shared {
 
     /// Wait (at most `timeout`) until start-up is done; false if it is not, or the host stops.
     pub(crate) fn wait_ready(&self, timeout: Duration) -> bool {
+        if self.ready_now.load(Ordering::Acquire) {
+            return !self.stopping.load(Ordering::Relaxed);
+        }
         let (lock, cv) = &self.ready;
         let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let (guard, _) = cv

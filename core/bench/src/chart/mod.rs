@@ -44,6 +44,7 @@ fn short(id: &str) -> &str {
         "6" => "6 +dead TCP",
         "7/1" => "7 MI 1 conn",
         "7/4" => "7 MI 4 conn",
+        "7/raw" => "no-work HTTP",
         "10" => "10 unix",
         "11" => "11 route",
         "11/async" => "route async",

@@ -1,10 +1,10 @@
 //! Scenario 7: MI `raise_event` over HTTP with keep-alive (wrk, or the suite's own client).
 
-use super::{STALL, TIMEOUT};
+use super::http_baseline::{exchange, NoWorkServer};
+use super::{per_round, STALL, TIMEOUT};
 use crate::daemon::{stat, Daemon};
 use crate::sinks::{LineCounter, Sink};
 use crate::{opensips, Options, Row};
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 const MI_BODY: &str = r#"{"jsonrpc":"2.0","method":"raise_event","params":["E_BENCH",{"id":42,"user":"alice","msg":"hello world"}],"id":1}"#;
@@ -85,13 +85,35 @@ fn wrk(url: &str, conns: usize, secs: u64, dir: &std::path::Path) -> Result<Load
     })
 }
 
-/// Keep-alive POSTs of `MI_BODY` on `conns` connections for `secs`; every answer must be a 200
-/// with a `result`.
-fn rust_load(addr: &str, path: &str, conns: usize, secs: u64) -> Result<Load, String> {
-    let req = format!(
+/// The keep-alive POST of `MI_BODY` to `path` on `addr`.
+fn mi_request(addr: &str, path: &str) -> String {
+    format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{MI_BODY}",
         MI_BODY.len()
-    );
+    )
+}
+
+/// `conns` keep-alive connections POSTing `MI_BODY` to `url` for `mi_secs`: `wrk` when
+/// `wrk_ok`, else the suite's own client.
+fn load(
+    o: &Options,
+    wrk_ok: bool,
+    url: &str,
+    conns: usize,
+    dir: &std::path::Path,
+) -> Result<Load, String> {
+    if wrk_ok {
+        wrk(url, conns, o.mi_secs, dir)
+    } else {
+        rust_load(url, conns, o.mi_secs)
+    }
+}
+
+/// Keep-alive POSTs of `MI_BODY` on `conns` connections for `secs`; every answer must be a 200
+/// with a `result`.
+fn rust_load(url: &str, conns: usize, secs: u64) -> Result<Load, String> {
+    let (addr, path) = evid::mi_client::split_url(url)?;
+    let req = mi_request(&addr, &path);
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(secs);
     let workers: Vec<_> = (0..conns)
@@ -102,36 +124,10 @@ fn rust_load(addr: &str, path: &str, conns: usize, secs: u64) -> Result<Load, St
                 let _ = s.set_nodelay(true);
                 let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
                 let (mut ok, mut bad) = (0u64, 0u64);
-                let mut buf = Vec::with_capacity(4096);
-                let mut chunk = [0u8; 4096];
                 while Instant::now() < deadline {
-                    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-                    buf.clear();
-                    let (head_end, len) = loop {
-                        let k = s.read(&mut chunk).map_err(|e| e.to_string())?;
-                        if k == 0 {
-                            return Err("MI closed the connection".into());
-                        }
-                        buf.extend_from_slice(&chunk[..k]);
-                        if let Some(e) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..e]).to_ascii_lowercase();
-                            let len: usize = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse().ok())
-                                .unwrap_or(0);
-                            break (e + 4, len);
-                        }
-                    };
-                    while buf.len() < head_end + len {
-                        let k = s.read(&mut chunk).map_err(|e| e.to_string())?;
-                        if k == 0 {
-                            return Err("MI closed the connection".into());
-                        }
-                        buf.extend_from_slice(&chunk[..k]);
-                    }
-                    let good = buf.starts_with(b"HTTP/1.1 200")
-                        && buf[head_end..].windows(8).any(|w| w == b"\"result\"");
+                    let resp = exchange(&mut s, req.as_bytes())?;
+                    let good = resp.starts_with(b"HTTP/1.1 200")
+                        && resp.windows(8).any(|w| w == b"\"result\"");
                     if good {
                         ok += 1;
                     } else {
@@ -156,9 +152,9 @@ fn rust_load(addr: &str, path: &str, conns: usize, secs: u64) -> Result<Load, St
     })
 }
 
-/// 7: MI `raise_event` over HTTP, 1 and 4 keep-alive connections, in alternating rounds (each
-/// row is the median of `rounds`: single runs on a shared VM swing by a third); every accepted
-/// raise must be a line in the flatstore file.
+/// 7: MI `raise_event` over HTTP, 1 and 4 keep-alive connections, and the no-work server
+/// (`7/raw`) with 4, in alternating rounds (each row is the median of `rounds`: single runs on
+/// a shared VM swing by a third); every accepted raise must be a line in the flatstore file.
 pub fn mi_http(o: &Options) -> Result<Vec<Row>, String> {
     let mut d = Daemon::spawn(
         &o.bin_dir,
@@ -168,7 +164,8 @@ pub fn mi_http(o: &Options) -> Result<Vec<Row>, String> {
     d.wait_mi(Duration::from_secs(20))?;
     let mut file = LineCounter::new(d.dir.0.join("mi.log"));
     let wrk_ok = use_wrk();
-    let mut runs: [Vec<Row>; 2] = Default::default();
+    let baseline = NoWorkServer::start(evid_reply(&d.mi_url)?)?;
+    let mut runs: [Vec<Row>; 3] = Default::default();
     for _ in 0..o.rounds.max(1) {
         for (k, (conns, os)) in [(1usize, opensips::MI_1), (4, opensips::MI_4)]
             .into_iter()
@@ -176,9 +173,61 @@ pub fn mi_http(o: &Options) -> Result<Vec<Row>, String> {
         {
             runs[k].push(mi_run(o, &mut d, &mut file, wrk_ok, conns, os)?);
         }
+        runs[2].push(baseline_run(o, &baseline, &d.mi_url, wrk_ok, &d.dir.0)?);
     }
     d.stop();
-    Ok(runs.into_iter().map(super::median).collect())
+    let share = per_round(&runs[1], &runs[2]);
+    let [one, four, raw] = runs;
+    let mut four = super::median(four);
+    four.notes = format!(
+        "{}; per round, evid against the no-work server: {share}",
+        four.notes
+    );
+    Ok(vec![super::median(one), four, super::median(raw)])
+}
+
+/// The whole response evid gives to one `MI_BODY` request (the no-work server sends the same).
+fn evid_reply(url: &str) -> Result<Vec<u8>, String> {
+    let (addr, path) = evid::mi_client::split_url(url)?;
+    let mut s = std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let reply = exchange(&mut s, mi_request(&addr, &path).as_bytes())?;
+    if !reply.starts_with(b"HTTP/1.1 200") {
+        return Err(format!(
+            "scenario 7: evid answered {:?}",
+            String::from_utf8_lossy(&reply)
+        ));
+    }
+    Ok(reply)
+}
+
+/// `7/raw`: the no-work server under the same client and path as evid, with 4 connections.
+fn baseline_run(
+    o: &Options,
+    server: &NoWorkServer,
+    mi_url: &str,
+    wrk_ok: bool,
+    dir: &std::path::Path,
+) -> Result<Row, String> {
+    let (_, path) = evid::mi_client::split_url(mi_url)?;
+    let l = load(o, wrk_ok, &server.url(&path), 4, dir)?;
+    if l.errors > 0 || l.ok == 0 {
+        return Err(format!(
+            "scenario 7/raw: client {} got {} OK answers and {} errors from the no-work server",
+            l.client, l.ok, l.errors
+        ));
+    }
+    Ok(Row {
+        id: "7/raw".into(),
+        scenario: "no-work HTTP server, 4 conn (baseline)".into(),
+        value: l.ok as f64 / l.secs,
+        unit: "req/s",
+        notes: format!(
+            "{}, {:.1} s; one thread per connection, answers evid's reply bytes",
+            l.client, l.secs
+        ),
+        ..Row::default()
+    })
 }
 
 /// One load run of scenario 7 with `conns` connections (`wrk` or the suite's own client), its
@@ -191,15 +240,10 @@ fn mi_run(
     conns: usize,
     os: f64,
 ) -> Result<Row, String> {
-    let (addr, path) = evid::mi_client::split_url(&d.mi_url)?;
     let what = format!("scenario 7 (MI raise_event, {conns} connections)");
     let before_lines = file.count();
     let before = stat(&d.stats()?, "evi_events:E_BENCH");
-    let load = if wrk_ok {
-        wrk(&d.mi_url, conns, o.mi_secs, &d.dir.0)?
-    } else {
-        rust_load(&addr, &path, conns, o.mi_secs)?
-    };
+    let load = load(o, wrk_ok, &d.mi_url, conns, &d.dir.0)?;
     let raised = stat(&d.stats()?, "evi_events:E_BENCH") - before;
     crate::daemon::wait_sinks(d, &mut [file], &[before_lines + raised], STALL, TIMEOUT);
     let lines = file.count() - before_lines;

@@ -3,6 +3,7 @@
 //! checks of what evid counted against what the sinks saw.
 
 mod dead;
+mod http_baseline;
 mod latency;
 mod loops;
 mod memory;

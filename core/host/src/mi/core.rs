@@ -87,8 +87,7 @@ fn event_subscribe(s: &Shared, p: &Map<String, Value>) -> MiResult {
     }
     let mut mi_policy = None;
     if expire > 0 {
-        let policy =
-            std::sync::Arc::new(s.policy.read().unwrap_or_else(|p| p.into_inner()).clone());
+        let policy = s.policy.load_full();
         policy
             .check_subscription(&socket, expire)
             .map_err(bad_value)?;
@@ -198,9 +197,8 @@ fn subscribers_list(s: &Shared, p: &Map<String, Value>) -> MiResult {
         .ok_or_else(|| MiError::new(404, "Event not published"))?;
     if p.contains_key("socket") {
         let socket = str_param(p, "socket")?;
-        let policy = s.policy.read().unwrap_or_else(|p| p.into_inner()).clone();
         let sub = s
-            .find_subscriber(&e, &socket, Some(std::sync::Arc::new(policy)))
+            .find_subscriber(&e, &socket, Some(s.policy.load_full()))
             .filter(|x| !x.is_expired(now))
             .ok_or_else(|| MiError::new(404, "Subscriber does not exist"))?;
         return Ok(
@@ -223,9 +221,11 @@ enum Arg<'a> {
 
 fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
     let name = str_param(p, "event")?;
-    let e = s
+    // The id, not the entry: cloning its `Arc` per request made connection threads on both
+    // CPUs write one reference count.
+    let id = s
         .registry
-        .by_name(&name)
+        .lookup(&name)
         .ok_or_else(|| MiError::new(404, "Event not registered"))?;
     let bad = || MiError::new(400, "Bad Params");
     let from_text: Value;
@@ -255,7 +255,11 @@ fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
         Some(Value::Object(o)) => named(o),
         Some(_) => return Err(MiError::new(400, "No Params")),
     };
-    if live(&e, s.clock.now()).is_empty() {
+    let now = s.clock.now();
+    let listened = s.registry.with_event(id, |e| {
+        e.subscribers.load().iter().any(|x| !x.is_expired(now))
+    });
+    if listened != Some(true) {
         return Err(MiError::new(480, "Temporarily Unavailable"));
     }
     let refs: Vec<ParamRef<'_>> = params
@@ -268,7 +272,7 @@ fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
             },
         })
         .collect();
-    s.raise(e.id, &refs)
+    s.raise(id, &refs)
         .map_err(|why| MiError::new(500, "Cannot Raise Event").data(why))?;
     Ok(json!("OK"))
 }

@@ -8,8 +8,9 @@ mod stats;
 use crate::host::Shared;
 use crate::loader::MiCmdInfo;
 use crate::module::Module;
+use arc_swap::ArcSwap;
 use serde_json::{json, Map, Value};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// An MI error: OpenSIPS code, message and optional data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +61,9 @@ struct Command {
 /// Every MI command: core ones and those modules export.
 #[derive(Default)]
 pub struct MiTable {
-    // Shared, so that finding a command per request copies a pointer, not its recipes.
-    cmds: RwLock<Vec<Arc<Command>>>,
+    // Read per request without a lock or a reference count (connection threads on both CPUs
+    // would all write those words); replaced whole when modules come and go.
+    cmds: ArcSwap<Vec<Arc<Command>>>,
 }
 
 impl MiTable {
@@ -95,43 +97,44 @@ impl MiTable {
     }
 
     pub(crate) fn remove_module_commands(&self, m: &Arc<Module>) {
-        self.cmds
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|c| !matches!(&c.handler, Handler::Module(x) if Arc::ptr_eq(x, m)));
+        self.edit(|v| v.retain(|c| !matches!(&c.handler, Handler::Module(x) if Arc::ptr_eq(x, m))));
     }
 
     pub(crate) fn clear_module_commands(&self) {
-        self.cmds
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|c| matches!(c.handler, Handler::Core(_)));
+        self.edit(|v| v.retain(|c| matches!(c.handler, Handler::Core(_))));
     }
 
     fn push(&self, c: Command) {
-        self.cmds
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::new(c));
+        let c = Arc::new(c);
+        self.edit(|v| v.push(c.clone()));
+    }
+
+    /// Replace the table with an edited copy (module load, reload, unload: rare).
+    fn edit(&self, f: impl Fn(&mut Vec<Arc<Command>>)) {
+        self.cmds.rcu(|old| {
+            let mut v = Vec::clone(old);
+            f(&mut v);
+            v
+        });
     }
 
     fn find(&self, name: &str) -> Option<Arc<Command>> {
-        self.cmds
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        self.cmds.load().iter().find(|c| c.name == name).cloned()
+    }
+
+    /// Run `f` on the command called `name` without taking a reference to it.
+    fn with<R>(&self, name: &str, f: impl FnOnce(Option<&Command>) -> R) -> R {
+        f(self
+            .cmds
+            .load()
             .iter()
             .find(|c| c.name == name)
-            .cloned()
+            .map(|c| &**c))
     }
 
     /// Every command name, in registration order.
     pub fn names(&self) -> Vec<String> {
-        self.cmds
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|c| c.name.clone())
-            .collect()
+        self.cmds.load().iter().map(|c| c.name.clone()).collect()
     }
 
     /// A command's recipes and doc, and the module that exports it (None = core).
@@ -182,7 +185,7 @@ fn too_deep(body: &[u8]) -> Option<usize> {
 /// Execute one request body; `None` when no reply is due (a notification).
 pub(crate) fn execute(shared: &Shared, body: &[u8]) -> Option<Vec<u8>> {
     let (max_request, max_params, max_param_len) = {
-        let p = shared.policy.read().unwrap_or_else(|p| p.into_inner());
+        let p = shared.policy.load();
         (p.max_request, p.max_params, p.max_param_len)
     };
     if body.len() > max_request {
@@ -281,10 +284,13 @@ fn dispatch(shared: &Shared, method: &str, params: Option<Value>) -> MiResult {
     if !shared.wait_ready(std::time::Duration::from_secs(60)) {
         return Err(MiError::new(-32000, "Server error").data("evid is starting or stopping"));
     }
-    let cmd = shared
-        .mi
-        .find(method)
-        .ok_or_else(|| MiError::new(-32601, "Method not found"))?;
+    shared.mi.with(method, |cmd| {
+        let cmd = cmd.ok_or_else(|| MiError::new(-32601, "Method not found"))?;
+        run(shared, method, cmd, params)
+    })
+}
+
+fn run(shared: &Shared, method: &str, cmd: &Command, params: Option<Value>) -> MiResult {
     let bound = bind(&cmd.recipes, params)?;
     match &cmd.handler {
         Handler::Core(h) => h(shared, &bound),

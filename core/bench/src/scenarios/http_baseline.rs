@@ -1,0 +1,144 @@
+//! The ceiling of scenario 7 (`7/raw`): an HTTP/1.1 keep-alive server that does no work, one
+//! thread per connection (the fastest of the no-work servers tried on the 2-vCPU VMs: a
+//! blocking or spinning epoll loop did less), answering every request with the bytes evid
+//! answered to the same request. Measured by the same client in the same round as evid, it
+//! shows what this machine's loopback TCP, scheduler and client leave for any MI server.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A running no-work server; stopped on drop.
+pub struct NoWorkServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl NoWorkServer {
+    /// Listen on a free loopback port; every request gets `reply` (a whole response).
+    pub fn start(reply: Vec<u8>) -> Result<NoWorkServer, String> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reply, stop2) = (Arc::new(reply), stop.clone());
+        let acceptor = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Ok(conn) = conn {
+                    let reply = reply.clone();
+                    // Ends when the client closes the connection.
+                    std::thread::spawn(move || serve(conn, &reply));
+                }
+            }
+        });
+        Ok(NoWorkServer {
+            addr,
+            stop,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for NoWorkServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wake the blocked accept; it sees the flag and returns.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Answer each complete request (head, then `Content-Length` bytes of body) with `reply`.
+fn serve(mut conn: TcpStream, reply: &[u8]) {
+    let _ = conn.set_nodelay(true);
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = [0u8; 8192];
+    loop {
+        while let Some(len) = request_len(&buf) {
+            if buf.len() < len {
+                break;
+            }
+            if conn.write_all(reply).is_err() {
+                return;
+            }
+            buf.drain(..len);
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The length of the request at the start of `buf` (head and body) once its head is complete.
+fn request_len(buf: &[u8]) -> Option<usize> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    Some(end + content_length(&buf[..end]))
+}
+
+/// The `Content-Length` of a response or request head (0 when absent).
+pub fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// Send `request` on `s` and return the whole response (head and `Content-Length` body).
+pub fn exchange(s: &mut TcpStream, request: &[u8]) -> Result<Vec<u8>, String> {
+    s.write_all(request).map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(len) = request_len(&buf) {
+            if buf.len() >= len {
+                buf.truncate(len);
+                return Ok(buf);
+            }
+        }
+        match s.read(&mut chunk).map_err(|e| e.to_string())? {
+            0 => return Err("MI closed the connection".into()),
+            k => buf.extend_from_slice(&chunk[..k]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_every_request_of_a_keep_alive_connection_with_the_reply() {
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec();
+        let server = NoWorkServer::start(reply.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = TcpStream::connect(server.addr).unwrap_or_else(|e| panic!("{e}"));
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let req = b"POST /mi HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\nhello";
+        for _ in 0..3 {
+            assert_eq!(exchange(&mut s, req), Ok(reply.clone()));
+        }
+        // Two requests in one write get two replies.
+        s.write_all(&[&req[..], &req[..]].concat())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut both = vec![0u8; 2 * reply.len()];
+        s.read_exact(&mut both).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(both, [&reply[..], &reply[..]].concat());
+    }
+}
