@@ -283,3 +283,25 @@ fn bad_requests_get_errors_and_the_daemon_keeps_serving() {
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn a_raise_after_the_last_subscription_expired_is_temporarily_unavailable() {
+    let mut d = Daemon::start(
+        "loadmodule \"event_datagram.so\"\nstartup_route { subscribe_event(\"E_X\", \"udp:127.0.0.1:9\", 2); }",
+    );
+    let raise = |d: &Daemon| -> Value {
+        let body = r#"{"jsonrpc":"2.0","method":"raise_event","params":["E_X"],"id":2}"#;
+        let r = d.mi_raw(body.as_bytes());
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(raise(&d), json!({"jsonrpc":"2.0","result":"OK","id":2}));
+    let unavailable =
+        json!({"jsonrpc":"2.0","error":{"code":480,"message":"Temporarily Unavailable"},"id":2});
+    assert!(
+        wait_for(Duration::from_secs(6), || raise(&d) == unavailable),
+        "{}",
+        raise(&d)
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+}

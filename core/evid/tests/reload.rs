@@ -65,6 +65,7 @@ fn reloads_under_load_lose_nothing_and_leak_nothing() {
 
     let stop = AtomicBool::new(false);
     let accepted = AtomicU64::new(0);
+    let (reopened, refused) = (AtomicU64::new(0), std::sync::Mutex::new(Vec::new()));
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut i = 0u64;
@@ -73,6 +74,22 @@ fn reloads_under_load_lose_nothing_and_leak_nothing() {
                     i += 1;
                     accepted.store(i, Ordering::Relaxed);
                 }
+            }
+        });
+        // The module's own MI command answers throughout: a reload swaps the module's
+        // commands in one step.
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                match d.mi("event_flatstore:reopen", json!([])) {
+                    Ok(_) => reopened.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        refused
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(e.to_string());
+                        0
+                    }
+                };
             }
         });
         for n in 0..100 {
@@ -88,6 +105,15 @@ fn reloads_under_load_lose_nothing_and_leak_nothing() {
     });
     let raised = accepted.load(Ordering::Relaxed);
     assert!(raised > 100, "the client raised only {raised} events");
+    let refused = refused.into_inner().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        refused.is_empty(),
+        "event_flatstore:reopen refused: {refused:?}"
+    );
+    assert!(
+        reopened.load(Ordering::Relaxed) > 10,
+        "reopen ran {reopened:?} times"
+    );
     // A replaced module thread, or an MI connection thread of the client that just stopped,
     // may still be on its way out: a leaked thread is one that stays.
     assert!(

@@ -44,8 +44,9 @@ pub(crate) struct Shared {
     /// Set once start-up (modules, `startup_route`) is done; MI requests wait for it, so a
     /// client never sees a half-configured daemon.
     pub ready: (std::sync::Mutex<bool>, std::sync::Condvar),
-    /// `ready`'s flag once set, read without the lock: every MI request checks it.
-    ready_now: std::sync::atomic::AtomicBool,
+    /// `ready`'s flag, also kept outside the mutex: every MI request checks readiness, and
+    /// locking per request made the connection threads all write the mutex's word.
+    ready_unlocked: std::sync::atomic::AtomicBool,
     /// What MI clients may subscribe, and MI request limits. Read on every MI request: an
     /// `ArcSwap`, not a lock, so that connection threads do not all write one lock word.
     pub policy: arc_swap::ArcSwap<crate::policy::Policy>,
@@ -116,7 +117,7 @@ impl Host {
             stopping: AtomicBool::new(false),
             queue_size: queue_size.max(1),
             ready: Default::default(),
-            ready_now: Default::default(),
+            ready_unlocked: Default::default(),
             script: Default::default(),
             dev: AtomicBool::new(false),
             members: Default::default(),
@@ -184,9 +185,7 @@ impl Host {
             protos.insert(t.proto.clone(), (module.clone(), i));
         }
         drop(protos);
-        for c in &info.mi_cmds {
-            self.shared.mi.add_module_command(c, &module);
-        }
+        self.shared.mi.set_module_commands(&module, &info.mi_cmds);
         self.shared
             .modules
             .write()
@@ -334,7 +333,7 @@ impl Host {
     pub fn set_ready(&self) {
         let (lock, cv) = &self.shared.ready;
         *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.shared.ready_now.store(true, Ordering::Release);
+        self.shared.ready_unlocked.store(true, Ordering::Release);
         cv.notify_all();
     }
 
@@ -464,7 +463,7 @@ impl Shared {
 
     /// Wait (at most `timeout`) until start-up is done; false if it is not, or the host stops.
     pub(crate) fn wait_ready(&self, timeout: Duration) -> bool {
-        if self.ready_now.load(Ordering::Acquire) {
+        if self.ready_unlocked.load(Ordering::Acquire) {
             return !self.stopping.load(Ordering::Relaxed);
         }
         let (lock, cv) = &self.ready;

@@ -90,10 +90,7 @@ impl Shared {
             }
             replaced?
         };
-        self.mi.remove_module_commands(&module);
-        for c in &new.mi_cmds {
-            self.mi.add_module_command(c, &module);
-        }
+        self.mi.set_module_commands(&module, &new.mi_cmds);
         let old_path = old_lib.path.clone();
         drop(old_lib);
         if still_mapped(&old_path) {

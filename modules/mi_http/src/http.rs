@@ -643,9 +643,14 @@ mod tests {
         want.extend(b'a'..=b'z');
         want.sort_unstable();
         assert_eq!(tchars, want);
-        // A request line split into more than three parts is refused.
+    }
+
+    #[test]
+    fn a_request_line_is_three_parts_with_a_token_method() {
         assert_eq!(head("POST /mi HTTP/1.1 x\r\n\r\n").err(), Some(400));
+        assert_eq!(head("POST /mi\r\n\r\n").err(), Some(400));
         assert_eq!(head("PO\"ST /mi HTTP/1.1\r\n\r\n").err(), Some(400));
+        assert!(head("POST /mi HTTP/1.1\r\n\r\n").is_ok());
     }
 
     #[test]

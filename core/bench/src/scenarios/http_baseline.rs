@@ -52,9 +52,10 @@ impl NoWorkServer {
 impl Drop for NoWorkServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        // Wake the blocked accept; it sees the flag and returns.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(h) = self.acceptor.take() {
+        // Wake the blocked accept; it sees the flag and returns. Without a wake-up the thread
+        // is left blocked rather than joined forever.
+        let woken = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
+        if let (true, Some(h)) = (woken, self.acceptor.take()) {
             let _ = h.join();
         }
     }
@@ -66,7 +67,7 @@ fn serve(mut conn: TcpStream, reply: &[u8]) {
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 8192];
     loop {
-        while let Some(len) = request_len(&buf) {
+        while let Some(len) = message_len(&buf) {
             if buf.len() < len {
                 break;
             }
@@ -82,8 +83,9 @@ fn serve(mut conn: TcpStream, reply: &[u8]) {
     }
 }
 
-/// The length of the request at the start of `buf` (head and body) once its head is complete.
-fn request_len(buf: &[u8]) -> Option<usize> {
+/// The length of the HTTP message (request or response: head and `Content-Length` body) at
+/// the start of `buf`, once its head is complete.
+fn message_len(buf: &[u8]) -> Option<usize> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     Some(end + content_length(&buf[..end]))
 }
@@ -102,22 +104,29 @@ pub fn content_length(head: &[u8]) -> usize {
 }
 
 /// Send `request` on `s` and return the whole response (head and `Content-Length` body).
+/// Split from the head with [`body`].
 pub fn exchange(s: &mut TcpStream, request: &[u8]) -> Result<Vec<u8>, String> {
     s.write_all(request).map_err(|e| e.to_string())?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(len) = request_len(&buf) {
+        if let Some(len) = message_len(&buf) {
             if buf.len() >= len {
                 buf.truncate(len);
                 return Ok(buf);
             }
         }
         match s.read(&mut chunk).map_err(|e| e.to_string())? {
-            0 => return Err("MI closed the connection".into()),
+            0 => return Err("the server closed the connection".into()),
             k => buf.extend_from_slice(&chunk[..k]),
         }
     }
+}
+
+/// The body of a whole response `exchange` returned.
+pub fn body(response: &[u8]) -> &[u8] {
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n");
+    end.map_or(&[], |e| &response[e + 4..])
 }
 
 #[cfg(test)]

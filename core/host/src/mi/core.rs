@@ -221,8 +221,8 @@ enum Arg<'a> {
 
 fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
     let name = str_param(p, "event")?;
-    // The id, not the entry: cloning its `Arc` per request made connection threads on both
-    // CPUs write one reference count.
+    // The entry is read by id, not cloned: cloning its `Arc` per request made connection
+    // threads on both CPUs write one reference count.
     let id = s
         .registry
         .lookup(&name)
@@ -256,10 +256,13 @@ fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
         Some(_) => return Err(MiError::new(400, "No Params")),
     };
     let now = s.clock.now();
-    let listened = s.registry.with_event(id, |e| {
-        e.subscribers.load().iter().any(|x| !x.is_expired(now))
-    });
-    if listened != Some(true) {
+    let listened = s
+        .registry
+        .with_event(id, |e| {
+            e.subscribers.load().iter().any(|x| !x.is_expired(now))
+        })
+        .ok_or_else(|| MiError::new(404, "Event not registered"))?;
+    if !listened {
         return Err(MiError::new(480, "Temporarily Unavailable"));
     }
     let refs: Vec<ParamRef<'_>> = params

@@ -79,25 +79,41 @@ impl MiTable {
         });
     }
 
-    pub(crate) fn add_module_command(&self, c: &MiCmdInfo, m: &Arc<Module>) {
-        if self.find(&c.name).is_some() {
+    /// Make `cmds` module `m`'s commands, in place of those it had (none at its first load), in
+    /// one edit: a reload never leaves a moment where its commands are missing. A name another
+    /// module or the core already has keeps its first owner.
+    pub(crate) fn set_module_commands(&self, m: &Arc<Module>, cmds: &[MiCmdInfo]) {
+        let mine = |c: &Command| matches!(&c.handler, Handler::Module(x) if Arc::ptr_eq(x, m));
+        let new: Vec<Arc<Command>> = cmds
+            .iter()
+            .map(|c| {
+                Arc::new(Command {
+                    name: c.name.clone(),
+                    doc: c.doc.clone(),
+                    recipes: c.recipes.clone(),
+                    handler: Handler::Module(m.clone()),
+                })
+            })
+            .collect();
+        self.edit(|v| {
+            v.retain(|c| !mine(c));
+            for c in &new {
+                if !v.iter().any(|o| o.name == c.name) {
+                    v.push(c.clone());
+                }
+            }
+        });
+        let table = self.cmds.load();
+        for c in new
+            .iter()
+            .filter(|c| !table.iter().any(|o| Arc::ptr_eq(o, c)))
+        {
             log::warn!(
                 "module {}: MI command {} already exists; keeping the first",
                 m.name,
                 c.name
             );
-            return;
         }
-        self.push(Command {
-            name: c.name.clone(),
-            doc: c.doc.clone(),
-            recipes: c.recipes.clone(),
-            handler: Handler::Module(m.clone()),
-        });
-    }
-
-    pub(crate) fn remove_module_commands(&self, m: &Arc<Module>) {
-        self.edit(|v| v.retain(|c| !matches!(&c.handler, Handler::Module(x) if Arc::ptr_eq(x, m))));
     }
 
     pub(crate) fn clear_module_commands(&self) {
@@ -109,7 +125,8 @@ impl MiTable {
         self.edit(|v| v.push(c.clone()));
     }
 
-    /// Replace the table with an edited copy (module load, reload, unload: rare).
+    /// Replace the table with an edited copy (module load, reload, unload: rare). `f` runs
+    /// again on a fresh copy if another edit landed meanwhile.
     fn edit(&self, f: impl Fn(&mut Vec<Arc<Command>>)) {
         self.cmds.rcu(|old| {
             let mut v = Vec::clone(old);
@@ -122,8 +139,9 @@ impl MiTable {
         self.cmds.load().iter().find(|c| c.name == name).cloned()
     }
 
-    /// Run `f` on the command called `name` without taking a reference to it.
-    fn with<R>(&self, name: &str, f: impl FnOnce(Option<&Command>) -> R) -> R {
+    /// Run `f` on the command called `name`, borrowed from the table's snapshot, which stays
+    /// loaded while `f` runs: keep `f` short (a module's call is made after it returns).
+    fn with_command<R>(&self, name: &str, f: impl FnOnce(Option<&Command>) -> R) -> R {
         f(self
             .cmds
             .load()
@@ -284,31 +302,39 @@ fn dispatch(shared: &Shared, method: &str, params: Option<Value>) -> MiResult {
     if !shared.wait_ready(std::time::Duration::from_secs(60)) {
         return Err(MiError::new(-32000, "Server error").data("evid is starting or stopping"));
     }
-    shared.mi.with(method, |cmd| {
+    let bound = shared.mi.with_command(method, |cmd| {
         let cmd = cmd.ok_or_else(|| MiError::new(-32601, "Method not found"))?;
-        run(shared, method, cmd, params)
-    })
+        let bound = bind(&cmd.recipes, params)?;
+        Ok(match &cmd.handler {
+            Handler::Core(h) => Bound::Done(h(shared, &bound)),
+            Handler::Module(m) => Bound::Module(m.clone(), bound),
+        })
+    })?;
+    match bound {
+        Bound::Done(result) => result,
+        Bound::Module(m, params) => call_module(&m, method, params),
+    }
 }
 
-fn run(shared: &Shared, method: &str, cmd: &Command, params: Option<Value>) -> MiResult {
-    let bound = bind(&cmd.recipes, params)?;
-    match &cmd.handler {
-        Handler::Core(h) => h(shared, &bound),
-        Handler::Module(m) => {
-            let name = method.to_string();
-            let params = Value::Object(bound).to_string();
-            match m.call(move |inst| inst.mi(&name, &params)) {
-                Ok(Ok(json)) => serde_json::from_str(&json).map_err(|_| {
-                    MiError::new(-32000, "Server error").data("module returned invalid JSON")
-                }),
-                Ok(Err((code, msg, data))) => Err(MiError {
-                    code: code.into(),
-                    message: msg,
-                    data,
-                }),
-                Err(why) => Err(MiError::new(-32000, "Server error").data(why)),
-            }
-        }
+/// A command bound to its params: a core command has run; a module's waits for its thread,
+/// which may take seconds, so it runs after the table's snapshot is let go.
+enum Bound {
+    Done(MiResult),
+    Module(Arc<Module>, Map<String, Value>),
+}
+
+fn call_module(m: &Module, method: &str, params: Map<String, Value>) -> MiResult {
+    let name = method.to_string();
+    let params = Value::Object(params).to_string();
+    match m.call(move |inst| inst.mi(&name, &params)) {
+        Ok(Ok(json)) => serde_json::from_str(&json)
+            .map_err(|_| MiError::new(-32000, "Server error").data("module returned invalid JSON")),
+        Ok(Err((code, msg, data))) => Err(MiError {
+            code: code.into(),
+            message: msg,
+            data,
+        }),
+        Err(why) => Err(MiError::new(-32000, "Server error").data(why)),
     }
 }
 
