@@ -450,6 +450,30 @@ mod tests {
     }
 
     #[test]
+    fn calls_are_refused_once_evid_is_stopping() {
+        let host = crate::Host::new(16);
+        host.set_ready();
+        let version = br#"{"jsonrpc":"2.0","method":"version","id":1}"#;
+        let reply = |h: &crate::Host| -> Value {
+            serde_json::from_slice(&h.mi_execute(version).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert!(reply(&host).get("result").is_some(), "{}", reply(&host));
+        let shared = host.shared.clone();
+        shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            reply(&host)["error"],
+            json!({"code":-32000,"message":"Server error","data":"evid is starting or stopping"})
+        );
+        // Let `drop` stop the host as usual.
+        shared
+            .stopping
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[test]
     fn binding_follows_opensips_rules() {
         let recipes = r(&[&["event", "socket"], &["event", "socket", "expire"]]);
         assert!(bind(&recipes, Some(json!(["E", "udp:1.2.3.4:5"]))).is_ok());
