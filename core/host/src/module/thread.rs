@@ -25,8 +25,13 @@ pub(crate) fn on_module_thread() -> bool {
     MODULE_THREAD.with(|m| m.get())
 }
 
-/// Raises handled between two `flush` calls.
-const BATCH: usize = 256;
+/// Jobs handled between two `flush` calls while the queue stays full (a batch also ends when the
+/// queue is empty, so a slower stream is flushed at once). Why 1024 and not 256: flatstore
+/// writes its buffered lines at each flush, and under the script loop one `write` per 1024
+/// lines instead of per 256 made the loop faster in 40 of 58 alternating pairs of runs (medians
+/// +15%, -5%, +6% in three sets; session 10's VM). Delivery waits at most one batch more: ~0.5 ms
+/// at 2M events/s.
+const BATCH: usize = 1024;
 
 /// Start an instance of `lib` on a new thread that serves `rx`: `init` with `params`, then parse
 /// every socket of `subs` again (after a reload), then the queue.
