@@ -4,6 +4,7 @@
 //! answered to the same request. Measured by the same client in the same round as evid, it
 //! shows what this machine's loopback TCP, scheduler and client leave for any MI server.
 
+use evid::mi_client::{message_len, read_message};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,50 +84,10 @@ fn serve(mut conn: TcpStream, reply: &[u8]) {
     }
 }
 
-/// The length of the HTTP message (request or response: head and `Content-Length` body) at
-/// the start of `buf`, once its head is complete.
-fn message_len(buf: &[u8]) -> Option<usize> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    Some(end + content_length(&buf[..end]))
-}
-
-/// The `Content-Length` of a response or request head (0 when absent).
-pub fn content_length(head: &[u8]) -> usize {
-    String::from_utf8_lossy(head)
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-}
-
-/// Send `request` on `s` and return the whole response (head and `Content-Length` body).
-/// Split from the head with [`body`].
+/// Send `request` on `s` and return the whole response, as it came.
 pub fn exchange(s: &mut TcpStream, request: &[u8]) -> Result<Vec<u8>, String> {
     s.write_all(request).map_err(|e| e.to_string())?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(len) = message_len(&buf) {
-            if buf.len() >= len {
-                buf.truncate(len);
-                return Ok(buf);
-            }
-        }
-        match s.read(&mut chunk).map_err(|e| e.to_string())? {
-            0 => return Err("the server closed the connection".into()),
-            k => buf.extend_from_slice(&chunk[..k]),
-        }
-    }
-}
-
-/// The body of a whole response `exchange` returned.
-pub fn body(response: &[u8]) -> &[u8] {
-    let end = response.windows(4).position(|w| w == b"\r\n\r\n");
-    end.map_or(&[], |e| &response[e + 4..])
+    read_message(s)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Scenario 7: MI `raise_event` over HTTP with keep-alive (wrk, or the suite's own client).
 
-use super::http_baseline::{body, exchange, NoWorkServer};
+use super::http_baseline::{exchange, NoWorkServer};
 use super::{per_round, STALL, TIMEOUT};
 use crate::daemon::{stat, Daemon};
 use crate::sinks::{LineCounter, Sink};
@@ -126,8 +126,9 @@ fn rust_load(url: &str, conns: usize, secs: u64) -> Result<Load, String> {
                 let (mut ok, mut bad) = (0u64, 0u64);
                 while Instant::now() < deadline {
                     let resp = exchange(&mut s, req.as_bytes())?;
-                    let good = resp.starts_with(b"HTTP/1.1 200")
-                        && body(&resp).windows(8).any(|w| w == b"\"result\"");
+                    let good = evid::mi_client::parse_response(&resp).is_some_and(|r| {
+                        r.status == 200 && r.body.windows(8).any(|w| w == b"\"result\"")
+                    });
                     if good {
                         ok += 1;
                     } else {
@@ -166,19 +167,16 @@ pub fn mi_http(o: &Options) -> Result<Vec<Row>, String> {
     let wrk_ok = use_wrk();
     let baseline = NoWorkServer::start(evid_reply(&d.mi_url)?)?;
     let mut runs: [Vec<Row>; 3] = Default::default();
+    // runs[0]: evid -c1, runs[1]: evid -c4, runs[2]: the no-work server -c4. The no-work
+    // server goes first in odd rounds: neither side always follows the other.
     for round in 0..o.rounds.max(1) {
-        // The no-work server goes first in odd rounds: neither side always follows the other.
-        if round % 2 == 1 {
-            runs[2].push(baseline_run(o, &baseline, &d.mi_url, wrk_ok, &d.dir.0)?);
-        }
-        for (k, (conns, os)) in [(1usize, opensips::MI_1), (4, opensips::MI_4)]
-            .into_iter()
-            .enumerate()
-        {
-            runs[k].push(mi_run(o, &mut d, &mut file, wrk_ok, conns, os)?);
-        }
-        if round % 2 == 0 {
-            runs[2].push(baseline_run(o, &baseline, &d.mi_url, wrk_ok, &d.dir.0)?);
+        let order = if round % 2 == 1 { [2, 0, 1] } else { [0, 1, 2] };
+        for k in order {
+            runs[k].push(match k {
+                0 => mi_run(o, &mut d, &mut file, wrk_ok, 1, opensips::MI_1)?,
+                1 => mi_run(o, &mut d, &mut file, wrk_ok, 4, opensips::MI_4)?,
+                _ => baseline_run(o, &baseline, &d.mi_url, wrk_ok, &d.dir.0)?,
+            });
         }
     }
     d.stop();

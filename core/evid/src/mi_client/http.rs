@@ -88,10 +88,49 @@ pub fn request(
     parse_response(&raw).ok_or_else(|| format!("malformed HTTP answer from {url}"))
 }
 
-fn parse_response(raw: &[u8]) -> Option<Response> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+/// The length of the HTTP message (request or response) at the start of `buf`: its head, then
+/// `Content-Length` bytes of body (none when absent); `None` until the head is complete.
+pub fn message_len(buf: &[u8]) -> Option<usize> {
+    let end = head_len(buf)?;
+    Some(end + content_length(&String::from_utf8_lossy(&buf[..end])).unwrap_or(0))
+}
+
+/// Where the head (with its blank line) ends.
+fn head_len(buf: &[u8]) -> Option<usize> {
+    Some(buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4)
+}
+
+fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+/// Read one whole response from a keep-alive connection: for a client that sends its next
+/// request only after this answer (whatever follows the message in a read is dropped).
+pub fn read_message(s: &mut impl Read) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(len) = message_len(&buf).filter(|&len| buf.len() >= len) {
+            buf.truncate(len);
+            return Ok(buf);
+        }
+        match s.read(&mut chunk).map_err(|e| e.to_string())? {
+            0 => return Err("the server closed the connection".into()),
+            k => buf.extend_from_slice(&chunk[..k]),
+        }
+    }
+}
+
+/// Parse a whole response (the body cut at `Content-Length` when there is one).
+pub fn parse_response(raw: &[u8]) -> Option<Response> {
+    let end = head_len(raw)?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut lines = head.split("\r\n");
+    let mut lines = head.lines();
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| {
@@ -99,12 +138,8 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
                 .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         })
         .collect();
-    let mut body = raw[end + 4..].to_vec();
-    let len = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok());
-    if let Some(len) = len {
+    let mut body = raw[end..].to_vec();
+    if let Some(len) = content_length(head) {
         body.truncate(len);
     }
     Some(Response {

@@ -6,7 +6,7 @@ mod datagram;
 mod fifo;
 mod http;
 
-pub use http::{request, split_url, Response};
+pub use http::{message_len, parse_response, read_message, request, split_url, Response};
 
 use serde_json::{json, Value};
 use std::fmt::Display;

@@ -135,10 +135,6 @@ impl MiTable {
         });
     }
 
-    fn find(&self, name: &str) -> Option<Arc<Command>> {
-        self.cmds.load().iter().find(|c| c.name == name).cloned()
-    }
-
     /// Run `f` on the command called `name`, borrowed from the table's snapshot, which stays
     /// loaded while `f` runs: keep `f` short (a module's call is made after it returns).
     fn with_command<R>(&self, name: &str, f: impl FnOnce(Option<&Command>) -> R) -> R {
@@ -157,12 +153,14 @@ impl MiTable {
 
     /// A command's recipes and doc, and the module that exports it (None = core).
     pub fn describe(&self, name: &str) -> Option<(Vec<Vec<String>>, String, Option<String>)> {
-        self.find(name).map(|c| {
-            let by = match &c.handler {
-                Handler::Core(_) => None,
-                Handler::Module(m) => Some(m.name.clone()),
-            };
-            (c.recipes.clone(), c.doc.clone(), by)
+        self.with_command(name, |c| {
+            c.map(|c| {
+                let by = match &c.handler {
+                    Handler::Core(_) => None,
+                    Handler::Module(m) => Some(m.name.clone()),
+                };
+                (c.recipes.clone(), c.doc.clone(), by)
+            })
         })
     }
 }
