@@ -16,6 +16,7 @@ mod http;
 mod metrics;
 mod next_request;
 mod server;
+mod slots;
 mod stream;
 mod tls;
 

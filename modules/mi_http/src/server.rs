@@ -15,15 +15,16 @@
 
 use crate::handler::{Endpoint, MiFn, Reply};
 use crate::http::{self, Body, Framing, Persist, ReadError, Reader};
-use crate::next_request::NextRequest;
+use crate::next_request::{self, NextRequest};
+use crate::slots::Slots;
 use crate::stream::Stream;
 use crate::tls::TlsConfig;
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -77,10 +78,11 @@ struct Shared {
     stopping: AtomicBool,
     conns: Mutex<Conns>,
     mi: Arc<MiFn>,
-    /// MI calls running now, at most `max_running` (the `threads` modparam), and connections
-    /// waiting for a slot (only they need a wake-up: a notify is a system call).
-    running: (Mutex<Slots>, Condvar),
-    max_running: usize,
+    /// MI calls running now, at most the `threads` modparam.
+    slots: Slots,
+    /// Connection threads now open, and the most that may poll for their next request.
+    serving: AtomicUsize,
+    poll_limit: usize,
     /// The clock of `Activity::waiting_since_ms`.
     started: Instant,
 }
@@ -134,8 +136,9 @@ impl Server {
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
             mi,
-            running: (Mutex::new(Slots::default()), Condvar::new()),
-            max_running: config.threads.max(1),
+            slots: Slots::new(config.threads),
+            serving: AtomicUsize::new(0),
+            poll_limit: next_request::poll_limit(),
             started: Instant::now(),
         });
         // From here on, an early return drops `server`, which stops and joins what did start.
@@ -332,9 +335,14 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activity: &Activi
     };
     let mut conn = Reader::new(stream);
     let mut next = NextRequest::default();
+    shared.serving.fetch_add(1, Ordering::Relaxed);
+    let _serving = Leave(&shared.serving);
     while !shared.stopping.load(Ordering::Acquire) {
         match serve_one(&mut conn, shared, activity) {
-            Ok(true) if !conn.has_pending() => next.wait(conn.get_mut().tcp()),
+            Ok(true) if !conn.has_pending() => {
+                let may_poll = shared.serving.load(Ordering::Relaxed) <= shared.poll_limit;
+                next.wait(conn.get_mut().tcp(), may_poll)
+            }
             Ok(true) => {}
             Ok(false) => return linger(conn.get_mut()),
             Err(e) => {
@@ -343,6 +351,15 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, activity: &Activi
                 return;
             }
         }
+    }
+}
+
+/// Counts a connection thread out of `Shared::serving` however it ends.
+struct Leave<'a>(&'a AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -449,17 +466,8 @@ fn run_mi(
     authorization: Option<&str>,
     body: &[u8],
 ) -> Reply {
-    let (slots, freed) = &shared.running;
-    {
-        let mut s = lock(slots);
-        while s.running >= shared.max_running {
-            s.waiting += 1;
-            s = freed.wait(s).unwrap_or_else(PoisonError::into_inner);
-            s.waiting -= 1;
-        }
-        s.running += 1;
-    }
-    let reply = catch_unwind(AssertUnwindSafe(|| {
+    let _slot = shared.slots.take();
+    catch_unwind(AssertUnwindSafe(|| {
         match shared.endpoint.authorize(authorization) {
             Ok(()) => shared.endpoint.handle(method, target, body, &*shared.mi),
             Err(refused) => refused,
@@ -468,18 +476,5 @@ fn run_mi(
     .unwrap_or_else(|_| {
         log::error!("mi_http: panic while running an MI request");
         Reply::text(500, "internal error")
-    });
-    let mut s = lock(slots);
-    s.running -= 1;
-    if s.waiting > 0 {
-        freed.notify_one();
-    }
-    reply
-}
-
-/// The MI call slots of [`Shared::running`].
-#[derive(Default)]
-struct Slots {
-    running: usize,
-    waiting: usize,
+    })
 }

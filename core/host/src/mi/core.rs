@@ -1,6 +1,7 @@
 //! The core MI commands of the Event Interface (reference §2.3) and the generic ones clients use.
 //! 3.x names, plus the 4.x `evi:` spellings as aliases.
 
+use super::json::{self, Json, Object};
 use super::{int_param, str_param, MiError, MiResult, MiTable};
 use crate::event::{ParamRef, ValueRef};
 use crate::host::{Shared, SubscribeError};
@@ -71,7 +72,7 @@ fn bad_value(why: impl Into<String>) -> MiError {
     MiError::new(400, "Bad parameter value").data(why)
 }
 
-fn event_subscribe(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn event_subscribe(s: &Shared, p: &Object<'_>) -> MiResult {
     let event = str_param(p, "event")?;
     let socket = str_param(p, "socket")?;
     let expire = if p.contains_key("expire") {
@@ -129,7 +130,7 @@ fn check_room(
     }))
 }
 
-fn events_list(s: &Shared, _p: &Map<String, Value>) -> MiResult {
+fn events_list(s: &Shared, _p: &Object<'_>) -> MiResult {
     let events: Vec<Value> = s
         .registry
         .events()
@@ -173,7 +174,7 @@ fn live(e: &EventEntry, now: i64) -> Vec<Arc<Subscriber>> {
         .collect()
 }
 
-fn subscribers_list(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn subscribers_list(s: &Shared, p: &Object<'_>) -> MiResult {
     let now = s.clock.now();
     if !p.contains_key("event") {
         let events: Vec<Value> = s
@@ -219,7 +220,7 @@ enum Arg<'a> {
     Str(Cow<'a, str>),
 }
 
-fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn raise_event(s: &Shared, p: &Object<'_>) -> MiResult {
     let name = str_param(p, "event")?;
     // The entry is read by id, not cloned: cloning its `Arc` per request made connection
     // threads on both CPUs write one reference count.
@@ -228,15 +229,15 @@ fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
         .lookup(&name)
         .ok_or_else(|| MiError::new(404, "Event not registered"))?;
     let bad = || MiError::new(400, "Bad Params");
-    let from_text: Value;
+    let from_text: Json;
     let params: Vec<(Option<&str>, Arg<'_>)> = match p.get("params") {
         None => Vec::new(),
         // Positional: strings stay strings; numbers stay numbers (OpenSIPS turned them into text).
-        Some(Value::Array(a)) => a
+        Some(Json::Array(a)) => a
             .iter()
             .map(|v| match v {
-                Value::String(x) => Ok((None, Arg::Str(Cow::Borrowed(x)))),
-                Value::Number(n) => Ok((
+                Json::Str(x) => Ok((None, Arg::Str(Cow::Borrowed(x)))),
+                Json::Number(n) => Ok((
                     None,
                     n.as_i64()
                         .map_or_else(|| Arg::Str(Cow::Owned(n.to_string())), Arg::Int),
@@ -244,15 +245,15 @@ fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
                 _ => Err(bad()),
             })
             .collect::<Result<_, _>>()?,
-        Some(Value::String(text)) => {
-            from_text = serde_json::from_str::<Value>(text).map_err(|_| bad())?;
+        Some(Json::Str(text)) => {
+            from_text = json::from_slice(text.as_bytes()).map_err(|_| bad())?;
             match &from_text {
-                Value::Object(o) => named(o),
+                Json::Object(o) => named(o),
                 _ => return Err(bad()),
             }
         }
         // A real JSON object: OpenSIPS refuses it ("No Params"); evid takes it as named params.
-        Some(Value::Object(o)) => named(o),
+        Some(Json::Object(o)) => named(o),
         Some(_) => return Err(MiError::new(400, "No Params")),
     };
     let now = s.clock.now();
@@ -280,22 +281,22 @@ fn raise_event(s: &Shared, p: &Map<String, Value>) -> MiResult {
     Ok(json!("OK"))
 }
 
-fn named(o: &Map<String, Value>) -> Vec<(Option<&str>, Arg<'_>)> {
+fn named<'p>(o: &'p Object<'_>) -> Vec<(Option<&'p str>, Arg<'p>)> {
     o.iter()
         .map(|(k, v)| {
             let val = match v {
-                Value::Number(n) => n
+                Json::Number(n) => n
                     .as_i64()
                     .map_or_else(|| Arg::Int(n.as_f64().map_or(0, |f| f as i64)), Arg::Int),
-                Value::String(x) => Arg::Str(Cow::Borrowed(x)),
-                other => Arg::Str(Cow::Owned(other.to_string())),
+                Json::Str(x) => Arg::Str(Cow::Borrowed(x)),
+                other => Arg::Str(Cow::Owned(other.to_text())),
             };
-            (Some(k.as_str()), val)
+            (Some(k), val)
         })
         .collect()
 }
 
-fn which(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn which(s: &Shared, p: &Object<'_>) -> MiResult {
     if !p.contains_key("command") {
         return Ok(json!(s.mi.names()));
     }
@@ -306,7 +307,7 @@ fn which(s: &Shared, p: &Map<String, Value>) -> MiResult {
     Ok(json!(recipes))
 }
 
-fn help(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn help(s: &Shared, p: &Object<'_>) -> MiResult {
     let cmd = str_param(p, "mi_cmd")?;
     let (_, doc, by) =
         s.mi.describe(&cmd)
@@ -314,11 +315,11 @@ fn help(s: &Shared, p: &Map<String, Value>) -> MiResult {
     Ok(json!({"Help": doc, "Exported by": by.unwrap_or_else(|| "core".into())}))
 }
 
-fn version(_s: &Shared, _p: &Map<String, Value>) -> MiResult {
+fn version(_s: &Shared, _p: &Object<'_>) -> MiResult {
     Ok(json!({ "Server": crate::version_string() }))
 }
 
-fn uptime(s: &Shared, _p: &Map<String, Value>) -> MiResult {
+fn uptime(s: &Shared, _p: &Object<'_>) -> MiResult {
     let now = std::time::SystemTime::now();
     let up = now.duration_since(s.started).map_or(0, |d| d.as_secs());
     Ok(json!({
@@ -348,7 +349,7 @@ fn ctime(t: std::time::SystemTime) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-fn module_reload(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn module_reload(s: &Shared, p: &Object<'_>) -> MiResult {
     let name = str_param(p, "module")?;
     s.reload_module(&name)
         .map_err(|why| MiError::new(500, "Reload failed").data(why))?;
@@ -365,7 +366,7 @@ fn current_level() -> i64 {
     }
 }
 
-fn log_level(_s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn log_level(_s: &Shared, p: &Object<'_>) -> MiResult {
     if p.contains_key("level") {
         let l = int_param(p, "level")?;
         if !(-3..=4).contains(&l) {

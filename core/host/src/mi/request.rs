@@ -1,29 +1,29 @@
 //! A JSON-RPC request read straight into its four members.
 //!
-//! Why not a `Value`: parsing the top-level object into a map cost four key allocations and
-//! four hashed inserts per request, then a hashed lookup per member read (callgrind: ~15% of a
-//! `raise_event` over HTTP). Only the members' values are `Value`s here; what the engine checks
-//! of them is unchanged, and so are the replies: a later duplicate member replaces an earlier
-//! one, as in a map, and any other member is parsed and dropped. Parsed, not skipped: serde's
-//! skipping neither validates UTF-8 and escapes nor range-checks numbers, and a body the old
-//! parse refused as not JSON must still be refused.
+//! Why not an object first: parsing the top-level object into a map cost four key allocations
+//! and four hashed inserts per request, then a hashed lookup per member read (callgrind: ~15% of
+//! a `raise_event` over HTTP). Only the members' values are parsed, as [`Json`] borrowing from
+//! the body; what the engine checks of them is unchanged, and so are the replies: a later
+//! duplicate member replaces an earlier one, as in a map, and any other member is parsed and
+//! dropped. Parsed, not skipped: serde's skipping neither validates UTF-8 and escapes nor
+//! range-checks numbers, and a body the old parse refused as not JSON must still be refused.
 
+use super::json::Json;
 use serde_core::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
 use std::fmt;
 
 /// A request object's JSON-RPC members, each `None` if missing.
 #[derive(Default)]
-pub(crate) struct Request {
-    pub jsonrpc: Option<Value>,
-    pub method: Option<Value>,
-    pub params: Option<Value>,
-    pub id: Option<Value>,
+pub(crate) struct Request<'a> {
+    pub jsonrpc: Option<Json<'a>>,
+    pub method: Option<Json<'a>>,
+    pub params: Option<Json<'a>>,
+    pub id: Option<Json<'a>>,
 }
 
 /// Parse `body`: `Ok(None)` when it is JSON but not an object, `Err` when it is not JSON (one
 /// value, nothing after it but whitespace).
-pub(crate) fn parse(body: &[u8]) -> Result<Option<Request>, serde_json::Error> {
+pub(crate) fn parse(body: &[u8]) -> Result<Option<Request<'_>>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = de.deserialize_any(Top)?;
     de.end()?;
@@ -33,13 +33,13 @@ pub(crate) fn parse(body: &[u8]) -> Result<Option<Request>, serde_json::Error> {
 struct Top;
 
 impl<'de> Visitor<'de> for Top {
-    type Value = Option<Request>;
+    type Value = Option<Request<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Request>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Request<'de>>, A::Error> {
         let mut req = Request::default();
         while let Some(member) = map.next_key::<Member>()? {
             let slot = match member {
@@ -48,7 +48,7 @@ impl<'de> Visitor<'de> for Top {
                 Member::Params => &mut req.params,
                 Member::Id => &mut req.id,
                 Member::Other => {
-                    map.next_value::<Value>()?;
+                    map.next_value::<Json>()?;
                     continue;
                 }
             };
@@ -57,32 +57,32 @@ impl<'de> Visitor<'de> for Top {
         Ok(Some(req))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Request>, A::Error> {
-        while seq.next_element::<Value>()?.is_some() {}
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Request<'de>>, A::Error> {
+        while seq.next_element::<Json>()?.is_some() {}
         Ok(None)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<Request>, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<Request<'de>>, E> {
         Ok(None)
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<Request>, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<Request<'de>>, E> {
         Ok(None)
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<Request>, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<Request<'de>>, E> {
         Ok(None)
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<Request>, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<Request<'de>>, E> {
         Ok(None)
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<Request>, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<Request<'de>>, E> {
         Ok(None)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Option<Request>, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Request<'de>>, E> {
         Ok(None)
     }
 }
@@ -126,7 +126,7 @@ impl<'de> Visitor<'de> for MemberName {
 mod tests {
     use super::*;
 
-    fn object(body: &str) -> Request {
+    fn object(body: &str) -> Request<'_> {
         match parse(body.as_bytes()) {
             Ok(Some(r)) => r,
             _ => panic!("not an object: {body}"),
@@ -138,14 +138,15 @@ mod tests {
         let r = object(
             r#"{"x":{"method":"no"},"jsonrpc":"2.0","method":"m","params":[1,{"a":2}],"id":7}"#,
         );
-        assert_eq!(r.jsonrpc, Some(Value::from("2.0")));
-        assert_eq!(r.method, Some(Value::from("m")));
-        assert_eq!(r.params, Some(serde_json::json!([1, {"a": 2}])));
-        assert_eq!(r.id, Some(Value::from(7)));
+        let text = |v: &Option<Json>| v.as_ref().map(Json::to_text);
+        assert_eq!(text(&r.jsonrpc).as_deref(), Some(r#""2.0""#));
+        assert_eq!(text(&r.method).as_deref(), Some(r#""m""#));
+        assert_eq!(text(&r.params).as_deref(), Some(r#"[1,{"a":2}]"#));
+        assert_eq!(text(&r.id).as_deref(), Some("7"));
         // A later duplicate replaces the earlier one, as in a map; `null` is present.
         let r = object(r#"{"method":"a","method":"b","id":null}"#);
-        assert_eq!(r.method, Some(Value::from("b")));
-        assert_eq!(r.id, Some(Value::Null));
+        assert_eq!(r.method.as_ref().and_then(Json::as_str), Some("b"));
+        assert_eq!(r.id, Some(Json::Null));
         assert!(object(r#"{"me\u0074hod":"escaped"}"#).method.is_some());
     }
 

@@ -6,6 +6,7 @@
 //! Groups: `evi` (totals), `evi_events` (raises per event), and one per module
 //! (`event_flatstore:delivered`, `...:failed`, `...:dropped`, `...:queue_len`).
 
+use super::json::{Json, Object};
 use super::{MiError, MiResult, MiTable};
 use crate::host::Shared;
 use serde_json::{json, Map, Value};
@@ -134,11 +135,11 @@ fn with_all<R>(s: &Shared, f: impl FnOnce(Vec<Stat<'_>>) -> R) -> R {
 }
 
 /// The statistic selectors of a request: `["all"]`, `["group:"]`, `["group:name"]`, or a string.
-fn selectors(p: &Map<String, Value>) -> Result<Vec<String>, MiError> {
+fn selectors(p: &Object<'_>) -> Result<Vec<String>, MiError> {
     match p.get("statistics") {
         None => Ok(vec!["all".into()]),
-        Some(Value::String(s)) => Ok(s.split_whitespace().map(str::to_string).collect()),
-        Some(Value::Array(a)) => a
+        Some(Json::Str(s)) => Ok(s.split_whitespace().map(str::to_string).collect()),
+        Some(Json::Array(a)) => a
             .iter()
             .map(|v| {
                 v.as_str()
@@ -157,7 +158,7 @@ fn selected(name: &str, sel: &[String]) -> bool {
         .any(|s| s == "all" || s == name || (s.ends_with(':') && name.starts_with(s.as_str())))
 }
 
-fn get(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn get(s: &Shared, p: &Object<'_>) -> MiResult {
     let sel = selectors(p)?;
     let m: Map<String, Value> = with_all(s, |all| {
         all.into_iter()
@@ -171,7 +172,7 @@ fn get(s: &Shared, p: &Map<String, Value>) -> MiResult {
     Ok(Value::Object(m))
 }
 
-fn list(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn list(s: &Shared, p: &Object<'_>) -> MiResult {
     let sel = selectors(p)?;
     let m: Map<String, Value> = with_all(s, |all| {
         all.into_iter()
@@ -191,7 +192,7 @@ fn list(s: &Shared, p: &Map<String, Value>) -> MiResult {
     Ok(Value::Object(m))
 }
 
-fn reset(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn reset(s: &Shared, p: &Object<'_>) -> MiResult {
     let sel = selectors(p)?;
     with_all(s, |all| {
         for st in all.iter().filter(|st| selected(&st.name, &sel)) {
@@ -203,7 +204,7 @@ fn reset(s: &Shared, p: &Map<String, Value>) -> MiResult {
     Ok(json!("OK"))
 }
 
-fn subscriber_stats(s: &Shared, p: &Map<String, Value>) -> MiResult {
+fn subscriber_stats(s: &Shared, p: &Object<'_>) -> MiResult {
     let only = match p.get("event") {
         Some(_) => Some(super::str_param(p, "event")?),
         None => None,
@@ -241,7 +242,7 @@ fn subscriber_stats(s: &Shared, p: &Map<String, Value>) -> MiResult {
 
 /// `{"Modules": [{"name", "count", "sum_us", "buckets": [[le_us, cumulative], ..., ["+Inf", n]]}]}`
 /// for every module that provides a transport.
-fn delivery_latency(s: &Shared, _p: &Map<String, Value>) -> MiResult {
+fn delivery_latency(s: &Shared, _p: &Object<'_>) -> MiResult {
     let modules = s.modules.read().unwrap_or_else(|p| p.into_inner()).clone();
     let list: Vec<Value> = modules
         .iter()
