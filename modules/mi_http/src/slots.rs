@@ -17,6 +17,7 @@ pub struct Slots {
 }
 
 /// A slot, given back on drop.
+#[must_use = "the slot is given back when this is dropped"]
 pub struct Slot<'a>(&'a Slots);
 
 impl Slots {

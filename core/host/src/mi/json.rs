@@ -48,11 +48,6 @@ impl<'a> Json<'a> {
 }
 
 impl<'a> Object<'a> {
-    /// Members from `pairs`, which must name each member once.
-    pub(crate) fn from_unique(pairs: Vec<(Cow<'a, str>, Json<'a>)>) -> Self {
-        Object(pairs)
-    }
-
     pub fn get(&self, name: &str) -> Option<&Json<'a>> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
@@ -73,15 +68,16 @@ impl<'a> Object<'a> {
         self.0.iter().map(|(k, v)| (&**k, v))
     }
 
-    /// Members as parsed, duplicates included: keep each name's first place and last value.
-    fn from_parsed(mut pairs: Vec<(Cow<'a, str>, Json<'a>)>) -> Self {
+    /// Members in order, duplicates included: keep each name's first place and last value.
+    pub fn from_pairs(mut pairs: Vec<(Cow<'a, str>, Json<'a>)>) -> Self {
         let small = pairs.len() <= 8;
         if small && !(1..pairs.len()).any(|i| pairs[..i].iter().any(|p| p.0 == pairs[i].0)) {
             return Object(pairs);
         }
-        // Sorting indices keeps a large object with many names O(n log n), not O(n²).
+        // Sorting indices keeps a large object with many names O(n log n), not O(n²). The sort
+        // is stable: within a name, indices stay in order.
         let mut order: Vec<usize> = (0..pairs.len()).collect();
-        order.sort_by(|&a, &b| pairs[a].0.cmp(&pairs[b].0).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| pairs[a].0.cmp(&pairs[b].0));
         let mut gone = vec![false; pairs.len()];
         let mut moves = Vec::new();
         for run in order.chunk_by(|&a, &b| pairs[a].0 == pairs[b].0) {
@@ -163,7 +159,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
         while let Some(Name(k)) = map.next_key()? {
             pairs.push((k, map.next_value()?));
         }
-        Ok(Json::Object(Object::from_parsed(pairs)))
+        Ok(Json::Object(Object::from_pairs(pairs)))
     }
 }
 
@@ -275,6 +271,11 @@ mod tests {
 
     #[test]
     fn duplicates_keep_the_first_place_and_the_last_value() {
+        // Few members (each found by comparing names), then many (found by sorting).
+        assert_eq!(
+            same_as_value(r#"{"b":1,"a":2,"b":3,"c":4,"a":5}"#).as_deref(),
+            Some(r#"{"b":3,"a":5,"c":4}"#)
+        );
         let text: String = std::iter::once("{".to_string())
             .chain((0..40).map(|i| format!("\"k{}\":{i},", i % 7)))
             .chain(std::iter::once("\"z\":0}".to_string()))

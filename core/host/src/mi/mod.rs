@@ -2,7 +2,7 @@
 //! (reference §2.1), shared by every MI transport module.
 
 pub mod core;
-pub mod json;
+pub(crate) mod json;
 mod request;
 mod stats;
 
@@ -173,9 +173,9 @@ impl MiTable {
 /// parser recurses per level, and MI transports run it on threads with small stacks.
 pub const MAX_DEPTH: usize = 32;
 
-/// The depth reached when a request nests arrays/objects deeper than [`MAX_DEPTH`], found by
-/// one pass over the bytes (brackets inside strings do not count).
-fn too_deep(body: &[u8]) -> Option<usize> {
+/// The depth reached when a request nests arrays/objects deeper than [`MAX_DEPTH`] (brackets
+/// inside strings do not count).
+pub(crate) fn too_deep(body: &[u8]) -> Option<usize> {
     // Nesting needs an opening bracket per level: with few, no scan is due. This count is one
     // vectorised pass; the scan below branches per byte (~8 instructions a byte).
     let opening = body.iter().filter(|&&b| b == b'[' || b == b'{').count();
@@ -317,7 +317,7 @@ fn dispatch(shared: &Shared, method: &str, params: Option<Json<'_>>) -> MiResult
         let bound = bind(&cmd.recipes, params)?;
         Ok(match &cmd.handler {
             Handler::Core(h) => Bound::Done(h(shared, &bound)),
-            Handler::Module(m) => Bound::Module(m.clone(), serde_json::to_string(&bound)),
+            Handler::Module(m) => Bound::Module(m.clone(), Json::Object(bound).to_text()),
         })
     })?;
     match bound {
@@ -331,12 +331,11 @@ fn dispatch(shared: &Shared, method: &str, params: Option<Json<'_>>) -> MiResult
 enum Bound {
     Done(MiResult),
     /// The module and its params as JSON text.
-    Module(Arc<Module>, serde_json::Result<String>),
+    Module(Arc<Module>, String),
 }
 
-fn call_module(m: &Module, method: &str, params: serde_json::Result<String>) -> MiResult {
+fn call_module(m: &Module, method: &str, params: String) -> MiResult {
     let name = method.to_string();
-    let params = params.map_err(|e| MiError::new(-32000, "Server error").data(e.to_string()))?;
     match m.call(move |inst| inst.mi(&name, &params)) {
         Ok(Ok(json)) => serde_json::from_str(&json)
             .map_err(|_| MiError::new(-32000, "Server error").data("module returned invalid JSON")),
@@ -361,9 +360,8 @@ fn bind<'a>(recipes: &'a [Vec<String>], params: Option<Json<'a>>) -> Result<Obje
                     "Ambiguous call, use named parameters instead",
                 ));
             }
-            // A recipe names each param once.
             let names = r.iter().map(|n| Cow::Borrowed(n.as_str()));
-            Ok(Object::from_unique(names.zip(a).collect()))
+            Ok(Object::from_pairs(names.zip(a).collect()))
         }
         Some(Json::Object(o)) if !o.is_empty() => {
             let same_count: Vec<_> = recipes.iter().filter(|r| r.len() == o.len()).collect();
@@ -489,6 +487,31 @@ mod tests {
 
     fn j(text: &'static str) -> Json<'static> {
         json::from_slice(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn a_params_string_is_as_shallow_as_a_request() {
+        let host = crate::Host::new(16);
+        host.set_ready();
+        let call = |params: &str| -> Value {
+            let body = json!({"jsonrpc":"2.0","method":"raise_event","params":["E_CORE_THRESHOLD",params],"id":1});
+            let reply = host
+                .mi_execute(body.to_string().as_bytes())
+                .unwrap_or_default();
+            serde_json::from_slice(&reply).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let deep = format!(
+            "{}1{}",
+            r#"{"a":"#.repeat(MAX_DEPTH + 1),
+            "}".repeat(MAX_DEPTH + 1)
+        );
+        assert_eq!(
+            call(&deep)["error"],
+            json!({"code":400,"message":"Bad Params"})
+        );
+        // As deep as allowed, it is parsed: the event has no subscriber.
+        let ok = format!("{}1{}", r#"{"a":"#.repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        assert_eq!(call(&ok)["error"]["code"], json!(480));
     }
 
     #[test]
