@@ -3,7 +3,7 @@
 //! Parsing is pure apart from name resolution, which happens once here (at subscribe time) so
 //! that `raise` never waits on DNS. Every error is one line naming the bad part and the URI.
 
-use evi_sdk::uri::parse_port;
+use evi_sdk::uri::{parse_port, Clean};
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 
@@ -107,23 +107,6 @@ struct Uri<'a> {
 impl fmt::Display for Uri<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", Clean(self.proto), Clean(self.body))
-    }
-}
-
-/// Text from a URI with control characters escaped: a newline in a subscriber's URI must not
-/// split a log line or an MI error.
-struct Clean<'a>(&'a str);
-
-impl fmt::Display for Clean<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -24,60 +24,42 @@ mod readme_tests;
 mod tests;
 
 use config::Config;
+use evi_sdk::destination::{Destinations, Report, Route};
 use evi_sdk::{
-    export_module, json, param, Delivery, Event, Host, MiError, MiParams, MiResult, Module, Params,
+    export_module, param, Delivery, Event, Host, MiError, MiParams, MiResult, Module, Params,
     Raised, Transport,
 };
-use sender::{Job, Report, Route, Senders};
-use std::sync::atomic::Ordering;
+use sender::Job;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use uri::Dest;
 
 /// The module instance.
 pub struct EventStream {
-    senders: Senders,
+    cfg: Arc<Config>,
+    report: Report,
+    destinations: Destinations<SocketAddr, Job>,
     /// The daemon (unset in unit tests): told when a destination is down, so it stops handing
     /// us events for it for a while.
     host: Option<Host>,
 }
 
-/// How long the daemon fails a down destination's events itself before the next one probes.
-const DOWN_FOR: std::time::Duration = std::time::Duration::from_millis(100);
-
 /// A subscriber socket: where to send, and (after the first raise) its consumer's queue.
 pub struct Socket {
     pub dest: Dest,
-    route: Option<Arc<Route>>,
+    route: Option<Arc<Route<Job>>>,
 }
 
 impl EventStream {
     /// Separate from `init` so tests can run with their own reporter instead of a host.
     pub fn new(cfg: Config, report: Report) -> EventStream {
         EventStream {
-            senders: Senders::new(cfg, report),
+            destinations: Destinations::new("tcp", "evid-stream", cfg.queue_size),
+            cfg: Arc::new(cfg),
+            report,
             host: None,
         }
-    }
-
-    fn mi_stats(&self) -> MiResult {
-        let list: Vec<json::Value> = self
-            .senders
-            .stats()
-            .into_iter()
-            .map(|(name, s)| {
-                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                json::json!({
-                    "destination": name,
-                    "queued": n(&s.queued),
-                    "delivered": n(&s.delivered),
-                    "failed": n(&s.failed),
-                    "dropped": n(&s.dropped),
-                    "connections": n(&s.connections),
-                })
-            })
-            .collect();
-        Ok(json::json!({ "Destinations": list }))
     }
 }
 
@@ -91,12 +73,12 @@ impl Module for EventStream {
     }
 
     fn destroy(&mut self) {
-        self.senders.stop();
+        self.destinations.stop();
     }
 
     fn mi_command(&mut self, name: &str, _params: &MiParams) -> MiResult {
         match name {
-            "event_stream:stats" => self.mi_stats(),
+            "event_stream:stats" => self.destinations.mi_stats(false),
             _ => Err(MiError::new(-32601, "Method not found").with_data(name.to_string())),
         }
     }
@@ -131,24 +113,16 @@ impl Transport for EventStream {
         event: &Event<'_>,
         delivery: Delivery,
     ) -> Result<Raised, String> {
+        let dest = &socket.dest;
         if socket.route.is_none() {
-            socket.route = Some(
-                self.senders
-                    .route(socket.dest.addr, &socket.dest.authority())?,
-            );
+            let (key, body) = sender::destination(dest, &self.cfg, &self.report);
+            socket.route = Some(self.destinations.route(key, &dest.authority(), body)?);
         }
         let Some(route) = &socket.route else {
             return Err("tcp: no route".into());
         };
-        // While the destination is down, the daemon fails the next events itself; this one
-        // still goes to the sender, whose connection attempt probes the destination.
-        if route.is_down() {
-            if let Some(host) = self.host {
-                host.suspend(delivery, DOWN_FOR);
-            }
-        }
-        route.check_room()?;
-        let cfg = self.senders.config();
+        route.admit(self.host, delivery)?;
+        let cfg = &self.cfg;
         let payload = payload::notification(
             event,
             socket.dest.method.as_deref(),
@@ -164,7 +138,7 @@ impl Transport for EventStream {
 
     fn free(&mut self, socket: &mut Socket) {
         if let Some(r) = socket.route.take() {
-            self.senders.release(r);
+            self.destinations.release(r);
         }
     }
 }

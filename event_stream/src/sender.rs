@@ -1,25 +1,24 @@
-//! One sender thread per destination address, fed by a bounded queue.
+//! The sender thread of one destination address.
 //!
 //! Every `tcp:` socket that resolves to the same address shares its thread and its one
 //! persistent connection (OpenSIPS's model), but each address has its own thread, so a slow,
-//! dead or stalled consumer never delays another one or the raiser. The thread batches whole
+//! dead or stalled consumer never delays another one or the raiser ([`evi_sdk::destination`]:
+//! the queue, the counters, the thread's start and end). The thread batches whole
 //! JSON objects into one output buffer and writes without blocking; it reads replies in the
 //! same loop (reliable mode) and reconnects with backoff.
 
 use crate::config::Config;
 use crate::conn::{Conn, Frame};
 use crate::payload;
-use evi_sdk::queue::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crate::uri::Dest;
+use evi_sdk::destination::{Report, Stats, ThreadBody};
+use evi_sdk::queue::{Receiver, RecvTimeoutError, TryRecvError};
 use evi_sdk::Delivery;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// Where a worker reports the outcome of each job (the host's `delivery_status` in the module).
-pub type Report = Arc<dyn Fn(Delivery, Result<(), &str>) + Send + Sync>;
 
 /// Stop taking jobs while this many bytes wait to be written (the consumer is not reading).
 const MAX_OUT: usize = 256 * 1024;
@@ -38,110 +37,22 @@ pub struct Job {
     pub queued_at: Instant,
 }
 
-/// Counters of one destination, read by the `event_stream:stats` MI command.
-#[derive(Default, Debug)]
-pub struct Stats {
-    pub queued: AtomicU64,
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-    pub dropped: AtomicU64,
-    pub connections: AtomicU64,
-    /// The last connection attempt failed (cleared by the next that succeeds).
-    pub down: AtomicBool,
-}
-
-/// A destination's queue, shared by the sockets that resolve to it.
-pub struct Route {
-    tx: Sender<Job>,
-    pub stats: Arc<Stats>,
-    pub name: String,
-    capacity: usize,
-}
-
-impl Route {
-    /// Whether the destination is unreachable now (its last connection attempt failed).
-    pub fn is_down(&self) -> bool {
-        self.stats.down.load(Ordering::Relaxed)
-    }
-
-    /// Refuse an event before it is built when the queue is full (a dead or slow destination
-    /// then costs a raise one load and a count, not a payload).
-    pub fn check_room(&self) -> Result<(), String> {
-        if self.tx.len() < self.capacity {
-            return Ok(());
-        }
-        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        Err(self.full())
-    }
-
-    fn full(&self) -> String {
-        format!(
-            "tcp:{}: queue full ({} events waiting), event dropped",
-            self.name, self.capacity
-        )
-    }
-
-    /// Queue `job`; never blocks. A full queue drops the event and counts it.
-    pub fn send(&self, job: Job) -> Result<(), String> {
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        self.tx.try_send(job).map_err(|_| {
-            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            if self.tx.len() >= self.capacity {
-                self.full()
-            } else {
-                format!("tcp:{}: sender stopped, event dropped", self.name)
-            }
-        })
-    }
-}
-
-struct Entry {
-    route: Arc<Route>,
-    thread: JoinHandle<()>,
-}
-
-/// Every destination's thread, started on first use and joined in [`Senders::stop`].
-pub struct Senders {
-    cfg: Arc<Config>,
-    report: Report,
-    routes: HashMap<SocketAddr, Entry>,
-    /// Threads of destinations whose last socket was freed: they finish their queue and exit.
-    retired: Vec<JoinHandle<()>>,
-}
-
-impl Senders {
-    pub fn new(cfg: Config, report: Report) -> Senders {
-        Senders {
-            cfg: Arc::new(cfg),
-            report,
-            routes: HashMap::new(),
-            retired: Vec::new(),
-        }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The queue of the consumer at `addr`, starting its thread if it has none.
-    pub fn route(&mut self, addr: SocketAddr, name: &str) -> Result<Arc<Route>, String> {
-        if let Some(e) = self.routes.get(&addr) {
-            return Ok(e.route.clone());
-        }
-        let (tx, rx) = evi_sdk::queue::bounded(self.cfg.queue_size);
-        let route = Arc::new(Route {
-            tx,
-            stats: Arc::new(Stats::default()),
-            name: name.to_string(),
-            capacity: self.cfg.queue_size,
-        });
-        let worker = Worker {
+/// `dest`'s key (its address), and the body of its thread.
+pub fn destination(
+    dest: &Dest,
+    cfg: &Arc<Config>,
+    report: &Report,
+) -> (SocketAddr, impl ThreadBody<Job>) {
+    let (addr, name, cfg, report) = (dest.addr, dest.authority(), cfg.clone(), report.clone());
+    // The stop flag is not read: at stop this thread still writes what is queued and waits
+    // for the replies, within the timeout.
+    let body = move |rx, stats, _stopping| {
+        Worker {
             addr,
-            name: name.to_string(),
-            cfg: self.cfg.clone(),
-            stats: route.stats.clone(),
-            report: self.report.clone(),
+            name,
+            cfg,
+            stats,
+            report,
             conn: Conn::default(),
             replies: Vec::new(),
             pending: BTreeMap::new(),
@@ -149,72 +60,10 @@ impl Senders {
             backoff: BACKOFF_MIN,
             retry_at: None,
             last_error: String::new(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("evid-stream".into())
-            .spawn(move || worker.run(rx))
-            .map_err(|e| format!("tcp:{name}: cannot start sender thread: {e}"))?;
-        self.routes.insert(
-            addr,
-            Entry {
-                route: route.clone(),
-                thread,
-            },
-        );
-        self.reap();
-        Ok(route)
-    }
-
-    /// A socket let go of its route: when none uses it any more, its thread finishes what is
-    /// queued and exits (joined later, never waited for here).
-    pub fn release(&mut self, route: Arc<Route>) {
-        drop(route);
-        let idle: Vec<SocketAddr> = self
-            .routes
-            .iter()
-            .filter(|(_, e)| Arc::strong_count(&e.route) == 1)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in idle {
-            if let Some(e) = self.routes.remove(&k) {
-                drop(e.route);
-                self.retired.push(e.thread);
-            }
         }
-        self.reap();
-    }
-
-    fn reap(&mut self) {
-        let (done, running): (Vec<_>, Vec<_>) =
-            self.retired.drain(..).partition(|t| t.is_finished());
-        self.retired = running;
-        for t in done {
-            let _ = t.join();
-        }
-    }
-
-    /// Close every queue and join every thread; each thread first sends what is queued.
-    pub fn stop(&mut self) {
-        let mut threads = std::mem::take(&mut self.retired);
-        for (_, e) in self.routes.drain() {
-            drop(e.route);
-            threads.push(e.thread);
-        }
-        for t in threads {
-            let _ = t.join();
-        }
-    }
-
-    /// `(destination, counters)` for every live destination, sorted by name.
-    pub fn stats(&self) -> Vec<(String, Arc<Stats>)> {
-        let mut v: Vec<_> = self
-            .routes
-            .values()
-            .map(|e| (e.route.name.clone(), e.route.stats.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
+        .run(rx)
+    };
+    (dest.addr, body)
 }
 
 /// The state of one destination's thread.

@@ -4,7 +4,7 @@
 //! do), the port at `/` or the end, and the optional method is everything after the `/`. The
 //! host is resolved once, here, so that no sender waits on DNS per event.
 
-use evi_sdk::uri::{parse_port, resolve, split_host};
+use evi_sdk::uri::{parse_port, resolve, split_host, Clean};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -86,22 +86,6 @@ impl fmt::Display for Dest {
         let mut s = String::new();
         self.print(&mut s);
         write!(f, "tcp:{}", Clean(&s))
-    }
-}
-
-/// URI text with control characters escaped, so an error stays one line.
-struct Clean<'a>(&'a str);
-
-impl fmt::Display for Clean<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
     }
 }
 

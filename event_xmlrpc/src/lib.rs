@@ -24,60 +24,40 @@ mod readme_tests;
 mod tests;
 
 use config::Config;
+use evi_sdk::destination::{Destinations, Report, Route};
 use evi_sdk::{
-    export_module, json, param, Delivery, Event, Host, MiError, MiParams, MiResult, Module, Params,
+    export_module, param, Delivery, Event, Host, MiError, MiParams, MiResult, Module, Params,
     Raised, Transport,
 };
-use sender::{Job, Report, Route, Senders};
-use std::sync::atomic::Ordering;
+use sender::{Job, Key};
 use std::sync::Arc;
 use uri::Dest;
 
 /// The module instance.
 pub struct EventXmlrpc {
-    senders: Senders,
+    cfg: Arc<Config>,
+    report: Report,
+    destinations: Destinations<Key, Job>,
     /// The daemon (unset in unit tests): told when a destination is down, so it stops handing
     /// us events for it for a while.
     host: Option<Host>,
 }
 
-/// How long the daemon fails a down destination's events itself before the next one probes.
-const DOWN_FOR: std::time::Duration = std::time::Duration::from_millis(100);
-
 /// A subscriber socket: where to send, and (after the first raise) its destination's queue.
 pub struct Socket {
     pub dest: Dest,
-    route: Option<Arc<Route>>,
+    route: Option<Arc<Route<Job>>>,
 }
 
 impl EventXmlrpc {
     /// Separate from `init` so tests can run with their own reporter instead of a host.
     pub fn new(cfg: Config, report: Report) -> EventXmlrpc {
         EventXmlrpc {
-            senders: Senders::new(cfg, report),
+            destinations: Destinations::new("xmlrpc", "evid-xmlrpc", cfg.queue_size),
+            cfg: Arc::new(cfg),
+            report,
             host: None,
         }
-    }
-
-    fn mi_stats(&self) -> MiResult {
-        let list: Vec<json::Value> = self
-            .senders
-            .stats()
-            .into_iter()
-            .map(|(name, s)| {
-                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                json::json!({
-                    "destination": name,
-                    "queued": n(&s.queued),
-                    "delivered": n(&s.delivered),
-                    "failed": n(&s.failed),
-                    "dropped": n(&s.dropped),
-                    "retries": n(&s.retries),
-                    "connections": n(&s.connections),
-                })
-            })
-            .collect();
-        Ok(json::json!({ "Destinations": list }))
     }
 }
 
@@ -91,12 +71,12 @@ impl Module for EventXmlrpc {
     }
 
     fn destroy(&mut self) {
-        self.senders.stop();
+        self.destinations.stop();
     }
 
     fn mi_command(&mut self, name: &str, _params: &MiParams) -> MiResult {
         match name {
-            "event_xmlrpc:stats" => self.mi_stats(),
+            "event_xmlrpc:stats" => self.destinations.mi_stats(true),
             _ => Err(MiError::new(-32601, "Method not found").with_data(name.to_string())),
         }
     }
@@ -133,20 +113,14 @@ impl Transport for EventXmlrpc {
     ) -> Result<Raised, String> {
         let dest = &socket.dest;
         if socket.route.is_none() {
-            socket.route = Some(self.senders.route(dest)?);
+            let (key, body) = sender::destination(dest, &self.cfg, &self.report);
+            socket.route = Some(self.destinations.route(key, &dest.authority(), body)?);
         }
         let Some(route) = &socket.route else {
             return Err("xmlrpc: no route".into());
         };
-        // While the destination is down, the daemon fails the next events itself; this one
-        // still goes to the sender, whose connection attempt probes the destination.
-        if route.is_down() {
-            if let Some(host) = self.host {
-                host.suspend(delivery, DOWN_FOR);
-            }
-        }
-        route.check_room()?;
-        let body = payload::body(&dest.method, event, self.senders.config().named);
+        route.admit(self.host, delivery)?;
+        let body = payload::body(&dest.method, event, self.cfg.named);
         let mut request = http::head(&dest.path, &dest.authority(), body.len());
         request.extend_from_slice(&body);
         route.send(Job { delivery, request })?;
@@ -155,7 +129,7 @@ impl Transport for EventXmlrpc {
 
     fn free(&mut self, socket: &mut Socket) {
         if let Some(r) = socket.route.take() {
-            self.senders.release(r);
+            self.destinations.release(r);
         }
     }
 }

@@ -14,6 +14,8 @@
 //!   [`Host::delivery_status`]), run MI requests.
 //! - [`worker`]: a named thread with a bounded queue, for blocking or async I/O off the
 //!   module's thread, joined in `destroy`.
+//! - [`destination`]: one such thread and queue per destination server, shared by the sockets
+//!   that name it, with counters and the queue bound (event_stream, event_xmlrpc).
 //! - [`testing`]: [`TestEvent`](testing::TestEvent) and [`FakeHost`](testing::FakeHost) for
 //!   in-process unit tests. Integration tests load the built `.so` into the real `evid`
 //!   (`evi-testkit`).
@@ -131,6 +133,7 @@
 
 #![warn(missing_docs)]
 
+pub mod destination;
 pub mod fs;
 mod host;
 mod mi;

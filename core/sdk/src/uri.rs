@@ -1,6 +1,24 @@
 //! Pieces of socket URIs that every network transport parses the same way.
 
+use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+
+/// Text from a URI, displayed with control characters escaped: a newline in a subscriber's URI
+/// must not split a log line or an MI error.
+pub struct Clean<'a>(pub &'a str);
+
+impl fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Split `host:rest` at the colon after the host; an IPv6 literal is bracketed (`[::1]:rest`) and
 /// keeps its brackets. `None` when there is no such colon.
