@@ -20,6 +20,35 @@
 //!   stop flag. It ends when the queue is closed and empty: the last socket let go of the route
 //!   (the route is retired: [`Stats::closing`] is set) or the module stopped
 //!   ([`Destinations::stop`] sets the stop flag first).
+//! - The body's duties: take one from [`Stats::queued`] per job it receives, report each job's
+//!   outcome exactly once (with the module's [`Report`]) and count it in `delivered` or
+//!   `failed`, and keep [`Stats::down`] true while the destination cannot be reached (what
+//!   [`Route::admit`] reads).
+//!
+//! ```
+//! use evi_sdk::destination::Destinations;
+//! use evi_sdk::Delivery;
+//! use std::sync::atomic::Ordering;
+//!
+//! // Jobs are strings; one destination per server name; each thread prints what it gets.
+//! let mut servers: Destinations<String, String> = Destinations::new("demo", "demo-sender", 64);
+//! let route = servers.route("a.example:80".into(), "a.example:80", |rx, stats, _stopping| {
+//!     while let Some(line) = rx.recv() {
+//!         stats.queued.fetch_sub(1, Ordering::Relaxed);
+//!         println!("{line}");
+//!         stats.delivered.fetch_add(1, Ordering::Relaxed);
+//!     }
+//! })?;
+//! // In `raise`: may the event be built (`Some(host)` in a module), then queue it.
+//! route.admit(None, Delivery(1))?;
+//! route.send("hello".into())?;
+//! // In `free`, then in `destroy`:
+//! let stats = route.stats.clone();
+//! servers.release(route);
+//! servers.stop();
+//! assert_eq!(stats.delivered.load(Ordering::Relaxed), 1);
+//! # Ok::<(), String>(())
+//! ```
 
 use crate::queue::{Receiver, Sender};
 use crate::{json, Delivery, Host, MiResult};
@@ -41,7 +70,7 @@ pub const DOWN_FOR: Duration = Duration::from_millis(100);
 /// Counters of one destination: written by its thread and by [`Route`], read by MI.
 #[derive(Default, Debug)]
 pub struct Stats {
-    /// Events in the queue now.
+    /// Events in the queue now: [`Route::send`] adds one, the thread's body takes one off.
     pub queued: AtomicU64,
     /// Events the destination took (for a transport that reads replies: answered without error).
     pub delivered: AtomicU64,
@@ -49,11 +78,11 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Events refused because the queue was full (or the thread had ended).
     pub dropped: AtomicU64,
-    /// Extra attempts, for transports that retry.
+    /// Extra attempts, for transports that retry (counted by the body).
     pub retries: AtomicU64,
-    /// Connections opened.
+    /// Connections opened (counted by the body).
     pub connections: AtomicU64,
-    /// The last connection attempt failed (cleared by the next that succeeds).
+    /// The last connection attempt failed (set and cleared by the body).
     pub down: AtomicBool,
     /// No socket names this destination any more: its thread finishes its queue and ends (a
     /// transport that retries should give up sooner).
@@ -121,7 +150,8 @@ impl<J> Route<J> {
 }
 
 /// The body of a destination's thread: it gets the queue's receiving end, the route's counters
-/// and the module's stop flag, and returns once the queue is closed and it is done.
+/// and the module's stop flag, and returns once the queue is closed and it is done (its duties:
+/// the module docs above). Any `FnOnce` closure of that shape is one.
 pub trait ThreadBody<J>: FnOnce(Receiver<J>, Arc<Stats>, Arc<AtomicBool>) + Send + 'static {}
 
 impl<J, F> ThreadBody<J> for F where
@@ -229,15 +259,7 @@ impl<K: Hash + Eq + Clone, J: Send + 'static> Destinations<K, J> {
     /// Every socket must have let go of its route first (the daemon frees every socket before
     /// `destroy`): a queue closes when its last route is dropped.
     pub fn stop(&mut self) {
-        self.stopping.store(true, Ordering::Release);
-        let mut threads = std::mem::take(&mut self.retired);
-        for (_, e) in self.routes.drain() {
-            drop(e.route);
-            threads.push(e.thread);
-        }
-        for t in threads {
-            let _ = t.join();
-        }
+        stop_all(&self.stopping, &mut self.routes, &mut self.retired);
     }
 
     /// `(destination, counters)` for every live destination, sorted by name.
@@ -274,6 +296,32 @@ impl<K: Hash + Eq + Clone, J: Send + 'static> Destinations<K, J> {
             })
             .collect();
         Ok(json::json!({ "Destinations": list }))
+    }
+}
+
+impl<K, J> Drop for Destinations<K, J> {
+    /// A safety net for a module that forgot [`Destinations::stop`] in `destroy`: its threads
+    /// must not outlive the library.
+    fn drop(&mut self) {
+        stop_all(&self.stopping, &mut self.routes, &mut self.retired);
+    }
+}
+
+/// [`Destinations::stop`], also for `drop` (which knows nothing of `K: Hash`).
+fn stop_all<K, J>(
+    stopping: &AtomicBool,
+    routes: &mut HashMap<K, Entry<J>>,
+    retired: &mut Vec<JoinHandle<()>>,
+) {
+    stopping.store(true, Ordering::Release);
+    let mut threads = std::mem::take(retired);
+    for (_, e) in routes.drain() {
+        // The last sender: dropping it closes the queue.
+        drop(e.route);
+        threads.push(e.thread);
+    }
+    for t in threads {
+        let _ = t.join();
     }
 }
 
@@ -353,16 +401,50 @@ mod tests {
             r.admit(None, Delivery(0)),
             Err("t:h:1: queue full (2 events waiting), event dropped".into())
         );
-        assert!(r.send(9).is_err());
+        assert_eq!(
+            r.send(9),
+            Err("t:h:1: queue full (2 events waiting), event dropped".into())
+        );
         assert_eq!(r.stats.dropped.load(Ordering::Relaxed), 2);
         assert_eq!(r.stats.queued.load(Ordering::Relaxed), 2);
         let _ = hold.send(());
-        let stats = d.mi_stats(true).unwrap_or_else(|e| panic!("{e:?}"));
+        let text = |with_retries| {
+            let v = d.mi_stats(with_retries).unwrap_or_else(|e| panic!("{e:?}"));
+            json::to_string(&v).unwrap_or_default()
+        };
         assert_eq!(
-            json::to_string(&stats).unwrap_or_default(),
+            text(true),
             r#"{"Destinations":[{"destination":"h:1","queued":2,"delivered":0,"failed":0,"dropped":2,"retries":0,"connections":0}]}"#
+        );
+        assert_eq!(
+            text(false),
+            r#"{"Destinations":[{"destination":"h:1","queued":2,"delivered":0,"failed":0,"dropped":2,"connections":0}]}"#
         );
         drop(r);
         d.stop();
+    }
+
+    #[test]
+    fn a_down_destination_is_suspended_and_an_ended_thread_refuses() {
+        let fake = crate::testing::FakeHost::new();
+        let mut d: Destinations<u8, u32> = Destinations::new("t", "evid-test", 1 << 16);
+        // A body that ends at once, as after a failure to run: once it has, sends are refused.
+        let r = d
+            .route(1, "h:1", |_, _, _| {})
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stopped = Err("t:h:1: sender stopped, event dropped".to_string());
+        let t0 = std::time::Instant::now();
+        while r.send(1) != stopped && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(r.send(2), stopped);
+        assert_eq!(r.admit(Some(fake.host()), Delivery(7)), Ok(()));
+        assert!(fake.suspensions().is_empty());
+        r.stats.down.store(true, Ordering::Relaxed);
+        assert_eq!(r.admit(Some(fake.host()), Delivery(8)), Ok(()));
+        assert_eq!(fake.suspensions(), [(8, DOWN_FOR.as_millis() as u32)]);
+        drop(r);
+        // No `stop`: dropping joins the threads as well.
+        drop(d);
     }
 }
