@@ -246,10 +246,6 @@ fn raise_event(s: &Shared, p: &Object<'_>) -> MiResult {
             })
             .collect::<Result<_, _>>()?,
         Some(Json::Str(text)) => {
-            // Parsed on the caller's thread, whose stack may be small: as deep as a request.
-            if super::too_deep(text.as_bytes()).is_some() {
-                return Err(bad());
-            }
             from_text = json::from_slice(text.as_bytes()).map_err(|_| bad())?;
             match &from_text {
                 Json::Object(o) => named(o),

@@ -100,8 +100,16 @@ impl<'a> Object<'a> {
     }
 }
 
-/// Parse `text` as one JSON value (nothing after it but whitespace).
+/// Parse `text` as one JSON value (nothing after it but whitespace), nested at most
+/// [`MAX_DEPTH`](super::MAX_DEPTH) levels: the parser recurses per level, and MI runs on
+/// threads with small stacks.
 pub fn from_slice(text: &[u8]) -> Result<Json<'_>, serde_json::Error> {
+    if let Some(depth) = super::too_deep(text) {
+        return Err(de::Error::custom(format!(
+            "nested deeper than {} levels ({depth}+)",
+            super::MAX_DEPTH
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(text);
     let v = Json::deserialize(&mut de)?;
     de.end()?;
@@ -254,6 +262,9 @@ mod tests {
             same_as_value(text);
         }
         assert!(from_slice(b"\"\xff\"").is_err());
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(from_slice(nested(super::super::MAX_DEPTH).as_bytes()).is_ok());
+        assert!(from_slice(nested(super::super::MAX_DEPTH + 1).as_bytes()).is_err());
     }
 
     #[test]
